@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything fbtool needs on a fresh Debian/Ubuntu machine (CPU). Idempotent.
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+if command -v apt-get >/dev/null 2>&1 && [ "${FBTOOL_SKIP_APT:-0}" != "1" ]; then
+  # clang + libFuzzer runtime: the parser fuzz target; chromium: the HTML report screenshot check.
+  need=()
+  command -v clang >/dev/null 2>&1 || need+=(clang)
+  dpkg -s libclang-rt-14-dev >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
+  command -v g++ >/dev/null 2>&1 || need+=(g++)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  if [ ${#need[@]} -gt 0 ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+fi
+
+$PY -m pip install -q --upgrade pip
+$PY -m pip install -q "torch==2.13.0"
+# Model Optimizer is installed without its [onnx] extra (that would pull cupy-cuda12x and
+# onnxruntime-gpu); the [quant] extra names the CPU pieces it needs instead.
+$PY -m pip install -q -e ".[quant,rtx,dev]"
+echo "setup: done ($($PY -c 'import torch, onnx, onnxruntime; print("torch", torch.__version__, "onnx", onnx.__version__, "onnxruntime", onnxruntime.__version__)'))"

@@ -1,0 +1,49 @@
+"""The fbtool command line. The only package that imports click.
+
+Each command parses options and calls one library function; FbtoolError becomes a one-line
+`Error: ...` with a hint (traceback with -v). Heavy modules are imported inside the commands,
+so `fbtool --help` works with no GPU, no TensorRT and no torch import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from ..errors import FbtoolError
+from ._common import State
+
+# One module per stage; each defines `command` (a click command or group).
+COMMAND_MODULES = ["export", "detect"]
+
+
+class FbtoolGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FbtoolError as exc:
+            if ctx.obj is not None and ctx.obj.verbose:
+                import traceback
+
+                traceback.print_exc()
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=FbtoolGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and debug output.")
+@click.version_option(package_name="fbtool")
+@click.pass_context
+def cli(ctx, verbose):
+    """fbtool: PyTorch face detector -> ONNX -> TensorRT -> DeepStream face blur, proven at every step."""
+    ctx.obj = State(verbose=verbose)
+
+
+for _name in COMMAND_MODULES:
+    cli.add_command(importlib.import_module(f"{__name__}.{_name}").command)
+
+
+def main(argv=None):
+    cli.main(args=argv, prog_name="fbtool")

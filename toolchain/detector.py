@@ -1,0 +1,40 @@
+"""Frames in, faces out: preprocess -> runner -> reference post-processing -> frame coordinates.
+
+Used by `fbtool detect`, validate and the naive benchmark loop. Any runner fits (torch, onnxruntime,
+TensorRT); outputs may be raw heads (decoded here by the reference) or graph-decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from .preprocess import preprocess_batch, to_frame
+from .recipe import Recipe
+from .reference.detections import Detections, postprocess, split_batch
+
+
+def detect_batch(frames: list[np.ndarray], recipe: Recipe, runner, score_threshold: float | None = None
+                 ) -> list[Detections]:
+    x, boxes = preprocess_batch(frames, recipe)
+    outputs = runner.infer({recipe.input.name: x})
+    dets = []
+    for out, lb in zip(split_batch(outputs), boxes):
+        d = postprocess(out, recipe, score_threshold=score_threshold)
+        dets.append(to_frame(d, lb))
+    return dets
+
+
+def detect_frames(frames: Iterable[np.ndarray], recipe: Recipe, runner, batch: int = 4,
+                  score_threshold: float | None = None) -> list[Detections]:
+    out: list[Detections] = []
+    chunk: list[np.ndarray] = []
+    for f in frames:
+        chunk.append(f)
+        if len(chunk) == batch:
+            out += detect_batch(chunk, recipe, runner, score_threshold)
+            chunk = []
+    if chunk:
+        out += detect_batch(chunk, recipe, runner, score_threshold)
+    return out
