@@ -1,0 +1,132 @@
+"""Detection-level comparison of a candidate against the reference (PyTorch fp32) detections.
+
+Shared by export checks, calibrate's accuracy gate, the parser tests and `fbtool validate`.
+Matching: greedy, candidates by descending score, each to the unmatched reference face of highest
+IoU; a match needs IoU >= iou_threshold (0.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .reference.masks import ellipse_params, mask_iou, rasterize_mask
+from .reference.nms import iou_matrix
+
+
+@dataclass
+class FrameMatch:
+    tp: int
+    fp: int
+    fn: int
+    ious: list[float] = field(default_factory=list)
+    score_deltas: list[float] = field(default_factory=list)
+    landmark_errors: list[float] = field(default_factory=list)  # mean point distance per matched face, px
+    box_errors: list[float] = field(default_factory=list)  # max corner distance per matched face, px
+    mask_ious: list[float] = field(default_factory=list)
+
+
+def match(ref, cand, iou_threshold: float = 0.5, mask_feather: float = 0.15, max_tilt_deg: float = 45.0,
+          with_masks: bool = True) -> FrameMatch:
+    if len(ref) == 0 or len(cand) == 0:
+        return FrameMatch(0, len(cand), len(ref))
+    ious = iou_matrix(cand.boxes, ref.boxes)
+    used = np.zeros(len(ref), dtype=bool)
+    m = FrameMatch(0, 0, 0)
+    for ci in np.argsort(-cand.scores, kind="stable"):
+        row = np.where(used, -1.0, ious[ci])
+        ri = int(np.argmax(row))
+        if row[ri] < iou_threshold:
+            m.fp += 1
+            continue
+        used[ri] = True
+        m.tp += 1
+        m.ious.append(float(row[ri]))
+        m.score_deltas.append(float(abs(cand.scores[ci] - ref.scores[ri])))
+        m.box_errors.append(float(np.abs(cand.boxes[ci] - ref.boxes[ri]).max()))
+        if ref.landmarks is not None and cand.landmarks is not None:
+            d = np.linalg.norm(cand.landmarks[ci].astype(np.float64) - ref.landmarks[ri], axis=-1)
+            m.landmark_errors.append(float(d.mean()))
+        if with_masks:
+            m.mask_ious.append(_pair_mask_iou(ref, ri, cand, ci, mask_feather, max_tilt_deg))
+    m.fn = int((~used).sum())
+    return m
+
+
+def _pair_mask_iou(ref, ri, cand, ci, feather, tilt) -> float:
+    """IoU of the two faces' contour masks, rasterised on the union of their boxes (1 px grid)."""
+    x0 = float(min(ref.boxes[ri, 0], cand.boxes[ci, 0]))
+    y0 = float(min(ref.boxes[ri, 1], cand.boxes[ci, 1]))
+    x1 = float(max(ref.boxes[ri, 2], cand.boxes[ci, 2]))
+    y1 = float(max(ref.boxes[ri, 3], cand.boxes[ci, 3]))
+    w, h = max(int(np.ceil(x1 - x0)), 1), max(int(np.ceil(y1 - y0)), 1)
+    pa = ellipse_params(ref.boxes[ri], None if ref.landmarks is None else ref.landmarks[ri], tilt)
+    pb = ellipse_params(cand.boxes[ci], None if cand.landmarks is None else cand.landmarks[ci], tilt)
+    return mask_iou(rasterize_mask(pa, x0, y0, x0 + w, y0 + h, w, h, feather),
+                    rasterize_mask(pb, x0, y0, x0 + w, y0 + h, w, h, feather))
+
+
+@dataclass
+class Summary:
+    frames: int
+    tp: int
+    fp: int
+    fn: int
+    precision: float
+    recall: float
+    f1: float
+    mean_iou: float
+    min_iou: float
+    max_score_delta: float
+    mean_landmark_px: float
+    max_landmark_px: float
+    max_box_px: float
+    mean_mask_iou: float
+    min_mask_iou: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(matches: list[FrameMatch]) -> Summary:
+    tp = sum(m.tp for m in matches)
+    fp = sum(m.fp for m in matches)
+    fn = sum(m.fn for m in matches)
+    # No faces on either side is perfect agreement, not 0/0.
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+    def cat(attr):
+        return np.asarray([v for m in matches for v in getattr(m, attr)], dtype=np.float64)
+
+    ious, sd, lm, be, mi = cat("ious"), cat("score_deltas"), cat("landmark_errors"), cat("box_errors"), cat("mask_ious")
+
+    def stat(a, fn, empty):
+        return float(fn(a)) if a.size else empty
+
+    return Summary(len(matches), tp, fp, fn, precision, recall, f1,
+                   stat(ious, np.mean, 1.0), stat(ious, np.min, 1.0), stat(sd, np.max, 0.0),
+                   stat(lm, np.mean, 0.0), stat(lm, np.max, 0.0), stat(be, np.max, 0.0),
+                   stat(mi, np.mean, 1.0), stat(mi, np.min, 1.0))
+
+
+def compare_detections(refs, cands, iou_threshold: float = 0.5, **kw) -> tuple[Summary, list[FrameMatch]]:
+    if len(refs) != len(cands):
+        raise ValueError(f"{len(refs)} reference frames but {len(cands)} candidate frames")
+    matches = [match(r, c, iou_threshold, **kw) for r, c in zip(refs, cands)]
+    return summarize(matches), matches
+
+
+def tensor_stats(ref: np.ndarray, cand: np.ndarray) -> dict:
+    """Max abs / rel error and cosine similarity of two tensors of the same shape."""
+    r = ref.astype(np.float64).ravel()
+    c = cand.astype(np.float64).ravel()
+    d = np.abs(c - r)
+    denom = np.linalg.norm(r) * np.linalg.norm(c)
+    return {"max_abs": float(d.max()) if d.size else 0.0,
+            "max_rel": float((d / np.maximum(np.abs(r), 1e-6)).max()) if d.size else 0.0,
+            "mean_abs": float(d.mean()) if d.size else 0.0,
+            "cosine": float(r @ c / denom) if denom > 0 else 1.0,
+            "finite": bool(np.isfinite(c).all())}
