@@ -22,7 +22,7 @@ def decode_boxes(loc: np.ndarray, anchors: np.ndarray, variance, width: int, hei
 def decode_landmarks(ldm: np.ndarray, anchors: np.ndarray, variance, width: int, height: int) -> np.ndarray:
     """ldm [N, 2K] deltas -> [N, K, 2] points in pixels."""
     a = anchors.astype(np.float64)
-    d = ldm.astype(np.float64).reshape(ldm.shape[0], -1, 2)
+    d = ldm.astype(np.float64).reshape(ldm.shape[0], ldm.shape[-1] // 2, 2)  # explicit K: N may be 0
     pts = a[:, None, :2] + d * variance[0] * a[:, None, 2:]
     pts *= np.array([width, height], dtype=np.float64)
     return pts.astype(np.float32)
