@@ -109,6 +109,16 @@ class Tolerances:
 
 
 @dataclass(frozen=True)
+class Surgery:
+    """Graph surgery (toolchain/surgery): ordered pass names and the decode-in-graph options."""
+
+    passes: tuple[str, ...] = ("sanitize", "trt_hygiene", "io_names")
+    decode: bool = False  # True: append anchor decode, outputs det_boxes/det_scores/det_landmarks
+    top_k: int = 0  # decoded layout only: keep the K best anchors (0 = all N); TensorRT needs K < 3840
+    score_prefilter: float = 0.0  # decoded layout only: scores <= this become 0 (0 = off)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     family: str
@@ -121,6 +131,7 @@ class Recipe:
     thresholds: Thresholds = Thresholds()
     mask: MaskSpec = MaskSpec()
     tolerances: Tolerances = Tolerances()
+    surgery: Surgery = Surgery()
     labels: tuple[str, ...] = ("face",)
     opset: int = 17
     validation_media: tuple[str, ...] = ()
@@ -160,6 +171,7 @@ _SECTIONS = {
     "thresholds": Thresholds,
     "mask": MaskSpec,
     "tolerances": Tolerances,
+    "surgery": Surgery,
 }
 
 
@@ -253,6 +265,10 @@ def _check(r: Recipe) -> None:
         bad("mask.resolution", "must be in [4, 512]")
     if not r.labels:
         bad("labels", "must name at least one class")
+    if r.surgery.top_k < 0:
+        bad("surgery.top_k", "must be >= 0 (0 = off)")
+    if not 0 <= r.surgery.score_prefilter < 1:
+        bad("surgery.score_prefilter", "must be in [0, 1) (0 = off)")
     if len(r.weights.sha256) != 64:
         bad("weights.sha256", "must be a 64-character hex sha256")
 
