@@ -102,6 +102,7 @@ def test_decode_matches_original_priors(ulfd_recipe, ulfd_runner, headpose_frame
 
 def test_headpose_faces_agree_with_retinaface(ulfd_recipe, ulfd_runner, recipe, torch_runner, headpose_frame):
     from toolchain.detector import detect_batch
+    from toolchain.metrics import match
     from toolchain.reference.nms import iou_matrix
 
     ulfd = detect_batch([headpose_frame], ulfd_recipe, ulfd_runner)[0]
@@ -112,6 +113,8 @@ def test_headpose_faces_agree_with_retinaface(ulfd_recipe, ulfd_runner, recipe, 
     ious = iou_matrix(ulfd.boxes, retina.boxes)
     assert ious.max(axis=1).min() >= 0.5
     assert ious.max(axis=0).min() >= 0.5
+    m = match(retina, ulfd)  # shared metrics with landmarks on one side only
+    assert (m.tp, m.fp, m.fn) == (2, 0, 0) and m.landmark_errors == [] and min(m.mask_ious) > 0.6
     masks = ulfd.masks(ulfd_recipe.mask.resolution)  # no landmarks: upright ellipses
     assert masks.shape == (2, 32, 32) and masks[:, 16, 16].min() == 1.0 and masks[:, 0, 0].max() == 0.0
 
