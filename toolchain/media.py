@@ -65,26 +65,33 @@ def iter_frames(path: str | os.PathLike, step: int = 1, start: int = 0,
     except Exception as exc:
         raise FbtoolError(f"cannot open video {p}: {str(exc).splitlines()[0][:100]}",
                           "is it a complete MP4/GIF file?") from None
-    n = 0
+    n = decoded = 0
+    stopped_early = False
     try:
         if not container.streams.video:
             raise FbtoolError(f"{p} has no video stream", "give an image, GIF or MP4 file")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        declared = int(stream.frames or 0)
         for i, frame in enumerate(container.decode(stream)):
+            decoded = i + 1
             if i < start or (i - start) % step:
                 continue
             yield i, frame.to_ndarray(format="bgr24")
             n += 1
             if max_frames is not None and n >= max_frames:
+                stopped_early = True
                 break
     except av.error.FFmpegError as exc:
-        raise FbtoolError(f"video {p} is damaged at frame {n}: {str(exc).splitlines()[0][:100]}",
-                          "re-encode or re-download the file") from None
+        raise FbtoolError(f"video {p} is damaged after frame {decoded}: {str(exc).splitlines()[0][:100]}",
+                          "the file is truncated or corrupt; re-encode or re-download it") from None
     finally:
         container.close()
     if n == 0 and start == 0:
         raise FbtoolError(f"video {p} holds no decodable frame", "is the file truncated?")
+    # A container that promises more frames than its data holds was cut short (a partial download).
+    if not stopped_early and declared and decoded < declared:
+        raise FbtoolError(f"video {p} is truncated: {decoded} of {declared} frames decodable",
+                          "re-download or re-encode the file")
 
 
 def read_frames(path, step: int = 1, start: int = 0, max_frames: int | None = None) -> list[np.ndarray]:
