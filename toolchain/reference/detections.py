@@ -56,8 +56,25 @@ class Detections:
         return out
 
 
+DECODED = {"boxes": "det_boxes", "scores": "det_scores", "landmarks": "det_landmarks"}
+
+
+def decoded_candidates(outputs: dict[str, np.ndarray], score_threshold: float) -> Detections:
+    """Graph-decoded outputs (surgery's decode-in-graph: pixels already) above the threshold."""
+    scores = np.asarray(outputs[DECODED["scores"]], dtype=np.float32).reshape(-1)
+    keep = np.nonzero(scores > score_threshold)[0]
+    boxes = np.asarray(outputs[DECODED["boxes"]], dtype=np.float32).reshape(-1, 4)[keep]
+    lms = None
+    if DECODED["landmarks"] in outputs:
+        lm = np.asarray(outputs[DECODED["landmarks"]], dtype=np.float32)
+        lms = lm.reshape(scores.shape[0], -1, 2)[keep]
+    return Detections(boxes, scores[keep], lms)
+
+
 def candidates(outputs: dict[str, np.ndarray], recipe, width: int, height: int, score_threshold: float):
-    """Decode one image's raw heads and keep anchors above the threshold (before NMS)."""
+    """Decode one image's raw heads (or read decoded ones) and keep those above the threshold (before NMS)."""
+    if DECODED["boxes"] in outputs:
+        return decoded_candidates(outputs, score_threshold)
     o = recipe.outputs
     loc = np.asarray(outputs[o.boxes]).reshape(-1, 4)
     probs = np.asarray(outputs[o.scores])
