@@ -1,0 +1,238 @@
+"""`fbtool deepstream`: the nvinfer config, labels, deepstream-app config and blur app, from one source.
+
+Every value comes from the deployed ONNX's metadata (preprocessing, input size, labels, output
+names), the recipe (thresholds) and the run folder's manifest (engine, INT8 artifacts); nothing is
+typed twice. The result is checked against the key table before it is written.
+
+Facts this relies on (see docs/deepstream.md and ../shared/REFERENCE.md):
+- nvinfer names the engine it builds `<model file>_b<batch-size>_gpu<gpu-id>_<fp32|int8|fp16>.engine`
+  and writes it beside the model file; model-engine-file must equal that name or the engine is
+  rebuilt at every start.
+- nvinfer's instance-segmentation post-processor (network-type=3) accepts only cluster-mode=4, so
+  NMS for the mask output happens in the parser (NvDsInferParseFbtoolFaceMask); nvinfer applies the
+  pre-cluster-threshold and topk of [class-attrs-*] after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import FbtoolError
+from ..fsutil import write_text
+from ..manifest import RunFolder, fingerprint
+from ..recipe import Recipe
+from . import keys
+from .keyfile import render
+
+PRECISIONS = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer network-mode
+PARSE_BBOX_FUNC = "NvDsInferParseFbtoolFace"
+PARSE_MASK_FUNC = "NvDsInferParseFbtoolFaceMask"
+PARSER_LIB = "libnvdsinfer_fbtool.so"
+# nvdsosd/nvinfer threshold on the mask probabilities: the reference ellipse edge is exactly 0.5
+# (toolchain/reference/masks.py), and metrics' mask IoU thresholds at 0.5 too.
+MASK_THRESHOLD = 0.5
+DEFAULT_DS = "9.1"
+STRONGLY_TYPED_SINCE = (9, 0)
+
+
+def ds_dir_for(recipe: Recipe, ds_dir: str | Path | None = None) -> Path:
+    return Path(ds_dir) if ds_dir else Path.cwd() / "deepstream_configs" / recipe.name
+
+
+def infer_config_name(model: str) -> str:
+    return f"config_infer_primary_{model}.txt"
+
+
+def engine_file_name(model_file: str | Path, batch: int, gpu_id: int, precision: str) -> str:
+    """nvinfer's own name for the engine it builds from `model_file` (REFERENCE.md 4)."""
+    if precision not in PRECISIONS:
+        raise FbtoolError(f"unknown precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
+    return f"{Path(model_file).name}_b{batch}_gpu{gpu_id}_{precision}.engine"
+
+
+def deployed_onnx(run: RunFolder) -> Path:
+    """Surgery's ONNX when the run has one, else export's."""
+    return run.artifact("surgery", "onnx", required=False) or run.artifact("export", "onnx")
+
+
+@dataclass
+class Sources:
+    """Where each value of the config comes from."""
+
+    onnx: Path  # the model file nvinfer parses
+    meta: dict
+    output_names: list[str]
+    engine: Path
+    engine_from_manifest: bool
+    batch: int
+    calib_cache: Path | None = None
+    strongly_typed: bool = False
+
+
+def _onnx_io(path: Path) -> tuple[dict, list[str]]:
+    import onnx
+
+    from ..onnx_meta import get_metadata
+
+    model = onnx.load(str(path), load_external_data=False)
+    return get_metadata(model), [o.name for o in model.graph.output]
+
+
+def gather(recipe: Recipe, run: RunFolder, precision: str, ds_version: str, gpu_id: int = 0,
+           batch: int | None = None) -> Sources:
+    if precision not in PRECISIONS:
+        raise FbtoolError(f"unknown precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
+    onnx_path = deployed_onnx(run).resolve()
+    meta, outputs = _onnx_io(onnx_path)
+    if not meta:
+        raise FbtoolError(f"{onnx_path} has no fbtool metadata", "export it with `fbtool export`")
+    if meta.get("recipe_hash") not in (None, recipe.hash):
+        raise FbtoolError(f"{onnx_path} was exported from another version of recipe {recipe.name} "
+                          f"({meta.get('recipe_hash')} != {recipe.hash})", "re-run `fbtool export` into this run folder")
+    calib_cache, strongly = None, False
+    if precision == "int8":
+        qdq = run.artifact("calibrate", "int8_qdq", required=False)
+        cache = run.artifact("calibrate", "calib_cache", required=False)
+        if qdq is not None and keys._vt(ds_version) >= STRONGLY_TYPED_SINCE:
+            onnx_path, strongly = qdq.resolve(), True
+            _, outputs = _onnx_io(onnx_path)
+        elif cache is not None:
+            calib_cache = cache.resolve()
+        else:
+            have = "a Q/DQ ONNX only (needs DeepStream >= 9.0)" if qdq is not None else "no INT8 artifacts"
+            raise FbtoolError(f"INT8 for DeepStream {ds_version} needs a calibration cache; the run folder has {have}",
+                              f"run `fbtool calibrate -o {run.root}` first, or target --deepstream 9.x")
+    b = batch or recipe.input.batch.max
+    engine, from_manifest = None, False
+    built = run.stage("build-engine")
+    if built and "engine" in built["artifacts"]:
+        info = built.get("info", {})
+        if info.get("precision", precision) == precision:
+            engine = run.artifact("build-engine", "engine").resolve()
+            from_manifest = True
+            b = batch or int(info.get("max_batch", b))
+    if engine is None:
+        engine = onnx_path.parent / engine_file_name(onnx_path, b, gpu_id, precision)
+    return Sources(onnx_path, meta, outputs, engine, from_manifest, b, calib_cache, strongly)
+
+
+def parser_lib(run: RunFolder, ds_dir: Path) -> Path:
+    """The parser library built into the run folder, else the place the docs tell users to build it."""
+    lib = run.artifact("parser", "lib", required=False)
+    return (lib or ds_dir / PARSER_LIB).resolve()
+
+
+def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, labels_path: Path, lib: Path,
+                 gpu_id: int = 0, mask: bool = True) -> list:
+    inp, pre = src.meta["input"], src.meta["preprocess"]
+    t = recipe.thresholds
+    labels = src.meta.get("labels", list(recipe.labels))
+    prop = [
+        ("gpu-id", gpu_id, None),
+        ("gie-unique-id", 1, None),
+        ("process-mode", 1, "primary detector on full frames"),
+        ("onnx-file", str(src.onnx), "the run folder's deployed ONNX" + (" (Q/DQ INT8)" if src.strongly_typed else "")),
+        ("model-engine-file", str(src.engine),
+         "from the build-engine manifest" if src.engine_from_manifest else "nvinfer's own name for the engine it builds"),
+    ]
+    if src.calib_cache is not None:
+        prop.append(("int8-calib-file", str(src.calib_cache), "legacy INT8 calibration cache from `fbtool calibrate`"))
+    if src.strongly_typed:
+        prop.append(("strongly-typed", True, "INT8 scales come from the ONNX Q/DQ nodes"))
+    prop += [
+        ("batch-size", src.batch, None),
+        ("network-mode", PRECISIONS[precision], f"{precision} (0 FP32, 1 INT8, 2 FP16)"),
+        ("infer-dims", [inp.get("channels", 3), inp["height"], inp["width"]], "C;H;W of the ONNX input"),
+        ("network-input-order", 0, "NCHW"),
+        ("net-scale-factor", float(pre["scale"]), "y = net-scale-factor * (x - offsets[c])"),
+        ("offsets", [float(m) for m in pre["mean"]], f"per-channel means, {pre['color'].upper()} order"),
+        ("model-color-format", 1 if pre["color"] == "bgr" else 0, "0 RGB, 1 BGR"),
+        ("maintain-aspect-ratio", bool(pre["letterbox"]), "letterbox, as toolchain/preprocess.py"),
+        ("symmetric-padding", bool(pre["symmetric_padding"]), "0: pad right/bottom"),
+        ("scaling-filter", 1 if pre["interpolation"] == "bilinear" else 0, "1 bilinear, 0 nearest"),
+        ("output-blob-names", src.output_names, "the ONNX outputs; the parser finds layers by name"),
+        ("labelfile-path", str(labels_path), None),
+        ("num-detected-classes", len(labels), None),
+        ("custom-lib-path", str(lib), "built by the parser stage (plugins/)"),
+    ]
+    if mask:
+        prop += [
+            ("network-type", 3, "instance segmentation: a contour mask per face"),
+            ("output-instance-mask", True, None),
+            ("parse-bbox-instance-mask-func-name", PARSE_MASK_FUNC, None),
+            ("segmentation-threshold", MASK_THRESHOLD, "mask probability at the ellipse edge"),
+            ("cluster-mode", 4, "nvinfer clusters no instance masks (cluster-mode=4 only); the parser runs NMS"),
+        ]
+    else:
+        prop += [
+            ("network-type", 0, "detector"),
+            ("parse-bbox-func-name", PARSE_BBOX_FUNC, None),
+            ("cluster-mode", 2, "NMS"),
+        ]
+    attrs = [
+        ("pre-cluster-threshold", float(t.score), "recipe thresholds.score"),
+        ("nms-iou-threshold", float(t.nms_iou),
+         "recipe thresholds.nms_iou" + (" (applied inside the parser; nvinfer ignores it with cluster-mode=4)"
+                                         if mask else "")),
+        ("topk", int(t.top_k), "recipe thresholds.top_k"),
+    ]
+    return [("property", prop), ("class-attrs-all", attrs)]
+
+
+def header(recipe: Recipe, ds_version: str, precision: str, what: str) -> list[str]:
+    from .. import __version__
+
+    return [f"{what} for {recipe.name} ({recipe.family} {recipe.variant}), {precision}, DeepStream {ds_version}.",
+            f"Written by fbtool {__version__} from recipe hash {recipe.hash}; regenerate with `fbtool deepstream`,",
+            "do not edit by hand (`fbtool deepstream --check FILE` validates a file)."]
+
+
+def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: str = DEFAULT_DS,
+         ds_dir: str | Path | None = None, gpu_id: int = 0, mask: bool = True, batch: int | None = None,
+         input_uri: str | None = None) -> dict:
+    """Write the DeepStream files for the run folder `out`; record them under stage "deepstream"."""
+    from .app import app_groups, blur_script, supports_mask_blur
+
+    if ds_version not in keys.versions():
+        raise FbtoolError(f"DeepStream {ds_version} is not a target", f"choose one of {', '.join(keys.versions())}")
+    run = RunFolder(out)
+    target = ds_dir_for(recipe, ds_dir).resolve()
+    src = gather(recipe, run, precision, ds_version, gpu_id, batch)
+    labels_path = target / "labels.txt"
+    infer_path = target / infer_config_name(recipe.name)
+    app_path = target / f"deepstream_app_{recipe.name}.txt"
+    lib = parser_lib(run, target)
+
+    infer_text = render(infer_groups(recipe, src, precision, ds_version, labels_path, lib, gpu_id, mask),
+                        header(recipe, ds_version, precision, "Gst-nvinfer config"))
+    app_text = render(app_groups(recipe, infer_path.name, src.batch, gpu_id, input_uri),
+                      header(recipe, ds_version, precision, "deepstream-app config"))
+    from .keyfile import parse
+
+    findings = {}
+    for path, text, kind in ((infer_path, infer_text, "nvinfer"), (app_path, app_text, "deepstream_app")):
+        f = keys.check(parse(text, str(path)), ds_version, kind)
+        keys.ensure_valid(f, str(path))
+        findings[path.name] = [str(x) for x in f]
+
+    labels = src.meta.get("labels", list(recipe.labels))
+    write_text(labels_path, "\n".join(labels) + "\n")
+    write_text(infer_path, infer_text)
+    write_text(app_path, app_text)
+    artifacts = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path}
+    if mask and supports_mask_blur(ds_version):
+        blur = target / f"run_blur_{recipe.name}.sh"
+        write_text(blur, blur_script(recipe, infer_path.name, gpu_id))
+        blur.chmod(0o755)
+        artifacts["blur_app"] = blur
+    info = {"precision": precision, "deepstream": ds_version, "ds_dir": str(target), "onnx": str(src.onnx),
+            "engine": str(src.engine), "engine_from_manifest": src.engine_from_manifest, "batch_size": src.batch,
+            "int8": "qdq" if src.strongly_typed else ("calib_cache" if src.calib_cache else None),
+            "network_type": 3 if mask else 0, "parser_lib": str(lib), "parser_lib_exists": lib.is_file(),
+            "warnings": [w for ws in findings.values() for w in ws]}
+    run.record("deepstream", artifacts, info,
+               inputs=fingerprint(recipe.hash, precision, ds_version, str(target), src.onnx, gpu_id, mask, src.batch),
+               recipe=recipe)
+    info["files"] = {k: str(v) for k, v in artifacts.items()}
+    return info

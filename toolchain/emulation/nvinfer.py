@@ -1,0 +1,210 @@
+"""Gst-nvinfer emulated in Python: config in, the object metadata DeepStream would attach out.
+
+Per frame, as gstnvinfer + nvdsinfer do it (facts in docs/deepstream.md):
+1. Scale the frame to the network size. With maintain-aspect-ratio=1 the scaled size is
+   (net_w, trunc(net_w * H / W)) when that fits, else (trunc(net_h * W / H), net_h); the source
+   width/height are first rounded down to even numbers; padding is black, right/bottom, or split
+   (left/top = floor(pad / 2)) with symmetric-padding=1.
+2. y = net-scale-factor * (x - offsets[c]) in the model-color-format order (the CONFIG's values).
+3. Run the model (onnxruntime on onnx-file; a TensorRT engine where a runner for it exists).
+4. Hand each frame's output layers (batch axis removed, model output order) to the custom parser.
+5. Drop objects below their class's pre-cluster-threshold (or of unknown class); cluster per
+   cluster-mode: 2 = per-class greedy NMS (keep while IoU <= nms-iou-threshold), then
+   post-cluster-threshold and topk; 4 = per-class topk only. Instance segmentation (network-type=3)
+   accepts cluster-mode=4 only, like nvinfer. Clustering happens in network-input pixels.
+6. Map boxes to the frame: left = (left - pad_left) / ratio_x, width /= ratio_x (ratio = scaled size
+   / source size), then the detected-min/max-w/h and roi offsets filters. Masks are attached as the
+   parser made them: mask_width x mask_height probabilities covering the object's box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FbtoolError
+from ..preprocess import Letterbox, letterbox_geometry, normalize, scale_frame
+from .config import NvInferConfig, read_config
+
+CLUSTER_NAMES = {0: "groupRectangles", 1: "DBSCAN", 2: "NMS", 3: "DBSCAN+NMS hybrid", 4: "none"}
+
+
+@dataclass
+class ObjectMeta:
+    """What nvinfer attaches per object (NvDsObjectMeta: rect_params, confidence, class_id, mask_params)."""
+
+    class_id: int
+    confidence: float
+    left: float
+    top: float
+    width: float
+    height: float
+    mask: np.ndarray | None = None  # float32 [mask_height, mask_width] over the box
+    mask_threshold: float = 0.0
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return self.left, self.top, self.left + self.width, self.top + self.height
+
+
+def nvinfer_letterbox(frame_w: int, frame_h: int, net_w: int, net_h: int, keep_aspect: bool,
+                      symmetric: bool) -> Letterbox:
+    """gstnvinfer's get_converted_buffer geometry (source dims rounded down to even, sizes truncated)."""
+    sw, sh = frame_w & ~1, frame_h & ~1
+    if not keep_aspect:
+        return Letterbox(sw, sh, net_w, net_h, 0, 0)
+    hdest = net_w * sh / sw
+    if hdest <= net_h:
+        dw, dh = net_w, int(hdest)
+    else:
+        dw, dh = int(net_h * sw / sh), net_h
+    if symmetric:
+        return Letterbox(sw, sh, dw, dh, (net_w - dw) // 2, (net_h - dh) // 2)
+    return Letterbox(sw, sh, dw, dh, 0, 0)
+
+
+def scale_like_nvinfer(frame: np.ndarray, net_w: int, net_h: int, keep_aspect: bool, symmetric: bool,
+                       interpolation: str) -> tuple[np.ndarray, Letterbox]:
+    h, w = frame.shape[:2]
+    lb = nvinfer_letterbox(w, h, net_w, net_h, keep_aspect, symmetric)
+    if (w, h) == (lb.frame_w, lb.frame_h) and lb == letterbox_geometry(w, h, net_w, net_h, keep_aspect, symmetric):
+        return scale_frame(frame, net_w, net_h, keep_aspect, symmetric, interpolation)
+    # Geometry differs from preprocess.py's rounding (odd frame sizes, non-integer ratios): follow nvinfer.
+    import cv2
+
+    src = frame[: lb.frame_h, : lb.frame_w]
+    interp = cv2.INTER_LINEAR if interpolation == "bilinear" else cv2.INTER_NEAREST
+    canvas = np.zeros((net_h, net_w, 3), dtype=np.uint8)
+    canvas[lb.pad_y:lb.pad_y + lb.scaled_h, lb.pad_x:lb.pad_x + lb.scaled_w] = cv2.resize(
+        src, (lb.scaled_w, lb.scaled_h), interpolation=interp)
+    return canvas, lb
+
+
+class NvInferEmulator:
+    """Runs frames through the emitted config as nvinfer would, with the real parser (or a stand-in)."""
+
+    def __init__(self, config: str | Path | NvInferConfig, parser=None, runner=None, ds_version: str = "9.1"):
+        self.config = config if isinstance(config, NvInferConfig) else read_config(config, ds_version)
+        c = self.config
+        dims = c.infer_dims
+        if dims is None:
+            raise FbtoolError(f"{c.path} has no infer-dims", "the emulation needs C;H;W of the network input")
+        self.channels, self.net_h, self.net_w = dims
+        if c.get("network-input-order", 0) != 0:
+            raise FbtoolError("network-input-order=1 (NHWC) is not emulated", "fbtool models are NCHW")
+        fmt = c.get("model-color-format", 0)
+        if fmt == 2:
+            raise FbtoolError("model-color-format=2 (GRAY) is not emulated", "fbtool models take RGB or BGR")
+        self.color = "bgr" if fmt == 1 else "rgb"
+        self.scale = float(c.get("net-scale-factor", 1.0))
+        offsets = c.get("offsets") or [0.0] * self.channels
+        if len(offsets) != self.channels:
+            raise FbtoolError(f"offsets has {len(offsets)} values for {self.channels} channels",
+                              "nvinfer needs one offset per channel")
+        self.offsets = [float(v) for v in offsets]
+        self.keep_aspect = bool(c.get("maintain-aspect-ratio", False))
+        self.symmetric = bool(c.get("symmetric-padding", False))
+        self.interpolation = "nearest" if c.get("scaling-filter", 0) == 0 else "bilinear"
+        self.batch = int(c.get("batch-size", 1))
+        self.mask_mode = c.network_type == 3
+        if c.network_type not in (0, 3):
+            raise FbtoolError(f"network-type={c.network_type} is not emulated", "fbtool emits 0 (detector) or 3")
+        if self.mask_mode:
+            self.func = c.get("parse-bbox-instance-mask-func-name")
+            if c.cluster_mode != 4:  # nvdsinfer: "Invalid cluster mode for instance mask detection"
+                raise FbtoolError(f"cluster-mode={c.cluster_mode} with network-type=3: nvinfer fails with "
+                                  "'Invalid cluster mode for instance mask detection'", "use cluster-mode=4")
+        else:
+            self.func = c.get("parse-bbox-func-name")
+            if c.cluster_mode not in (2, 4):
+                raise FbtoolError(f"cluster-mode={c.cluster_mode} ({CLUSTER_NAMES.get(c.cluster_mode)}) is not emulated",
+                                  "the emulation implements 2 (NMS) and 4 (none)")
+        if not self.func:
+            raise FbtoolError(f"{c.path} names no custom parse function", "nvinfer needs one for fbtool models")
+        self.runner = runner or self._default_runner()
+        self.parser = parser
+
+    def _default_runner(self):
+        from ..runners import OrtRunner
+
+        onnx = self.config.file("onnx-file")
+        if onnx is None:
+            raise FbtoolError(f"{self.config.path} has no onnx-file", "the emulation runs the ONNX with onnxruntime")
+        return OrtRunner(onnx)
+
+    # --- the pipeline -------------------------------------------------------------------------
+    def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        canvas, lb = scale_like_nvinfer(frame, self.net_w, self.net_h, self.keep_aspect, self.symmetric,
+                                        self.interpolation)
+        return normalize(canvas, self.color, self.offsets, self.scale), lb
+
+    def infer(self, frames: list[np.ndarray]) -> list[list[ObjectMeta]]:
+        if self.parser is None:
+            raise FbtoolError("no parser given to the emulation", "pass ParserHarness(build) or a stand-in")
+        out: list[list[ObjectMeta]] = []
+        for i in range(0, len(frames), self.batch):
+            chunk = frames[i:i + self.batch]
+            tensors, boxes = zip(*(self.preprocess(f) for f in chunk))
+            outputs = self.runner.infer({self.runner.input_name: np.stack(tensors)})
+            names = list(self.runner.output_names)
+            for b, lb in enumerate(boxes):
+                layers = {n: np.ascontiguousarray(outputs[n][b]) for n in names}
+                out.append(self.postprocess(layers, lb))
+        return out
+
+    def postprocess(self, layers: dict[str, np.ndarray], lb: Letterbox) -> list[ObjectMeta]:
+        attrs = self.config.class_attrs
+        thresholds = [a.pre_cluster_threshold for a in attrs]
+        call = self.parser.parse_mask if self.mask_mode else self.parser.parse_bbox
+        objs = call(layers, self.net_w, self.net_h, thresholds, func=self.func)
+        if objs is None:
+            raise FbtoolError(f"the parser {self.func} returned false (nvinfer: 'Failed to parse bboxes')",
+                              "the output layers do not match what the parser expects")
+        n = len(attrs)
+        objs = [o for o in objs if 0 <= int(o["class_id"]) < n
+                and o["confidence"] >= attrs[int(o["class_id"])].pre_cluster_threshold]
+        clustered: list[dict] = []
+        for c in range(n):
+            mine = [o for o in objs if int(o["class_id"]) == c]
+            a = attrs[c]
+            if self.config.cluster_mode == 2:
+                mine = [o for o in _nms(mine, a.nms_iou_threshold) if o["confidence"] > a.post_cluster_threshold]
+            clustered += _topk(mine, a.topk)
+        return [m for m in (self._to_frame(o, lb) for o in clustered) if m is not None]
+
+    def _to_frame(self, o: dict, lb: Letterbox) -> ObjectMeta | None:
+        a = self.config.class_attrs[int(o["class_id"])]
+        left = (o["left"] - lb.pad_x) / lb.sx
+        top = (o["top"] - lb.pad_y) / lb.sy
+        width, height = o["width"] / lb.sx, o["height"] / lb.sy
+        if width < a.detected_min_w or height < a.detected_min_h:
+            return None
+        if (a.detected_max_w > 0 and width > a.detected_max_w) or (a.detected_max_h > 0 and height > a.detected_max_h):
+            return None
+        if top < a.roi_top_offset or top + height > lb.frame_h - a.roi_bottom_offset:
+            return None
+        mask = None
+        if self.mask_mode and o.get("mask") is not None:
+            mask = np.asarray(o["mask"], dtype=np.float32).reshape(int(o["mask_height"]), int(o["mask_width"]))
+        return ObjectMeta(int(o["class_id"]), float(o["confidence"]), float(left), float(top), float(width),
+                          float(height), mask, float(self.config.get("segmentation-threshold", 0.0)))
+
+
+def _nms(objs: list[dict], iou_threshold: float) -> list[dict]:
+    """nvdsinfer's per-class NMS: stable sort by confidence, keep while IoU <= threshold with all kept."""
+    from ..reference.nms import nms
+
+    if not objs:
+        return []
+    boxes = np.array([[o["left"], o["top"], o["left"] + o["width"], o["top"] + o["height"]] for o in objs])
+    scores = np.array([o["confidence"] for o in objs], dtype=np.float32)
+    return [objs[i] for i in nms(boxes, scores, iou_threshold)]
+
+
+def _topk(objs: list[dict], k: int) -> list[dict]:
+    if k < 0:
+        return objs
+    order = sorted(range(len(objs)), key=lambda i: -objs[i]["confidence"])  # stable, as std::stable_sort
+    return [objs[i] for i in order[:k]]
