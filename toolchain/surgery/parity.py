@@ -1,0 +1,126 @@
+"""Parity of a surgered graph with its source, on real frames, judged by the Python reference.
+
+Raw layout: every output must equal the source's (same names) within the export tolerance.
+Decoded layout: det_* must equal toolchain.reference's decode of the source's raw heads (float64),
+with the same top-K selection (stable sort: ties keep the lower anchor index) and prefilter;
+boxes and landmarks within DECODE_TOL_PX pixels. On top, the faces a parser would report
+(threshold + reference NMS, `postprocess_decoded`) must match `reference.postprocess`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import FbtoolError
+from ..reference.anchors import anchors_for
+from ..reference.decode import decode_boxes, decode_landmarks
+from ..reference.detections import Detections, postprocess, split_batch
+from ..reference.nms import nms
+from .io_names import DECODED
+
+DECODE_TOL_PX = 1e-3  # decoded boxes/landmarks vs the float64 reference, network-input pixels
+SCORE_TOL = 1e-6
+
+
+def postprocess_decoded(outputs: dict[str, np.ndarray], recipe, score_threshold: float | None = None) -> Detections:
+    """What a parser does with the decoded layout (one image): threshold, pre-NMS top-k, reference NMS."""
+    t = recipe.thresholds
+    thr = t.score if score_threshold is None else score_threshold
+    scores = np.asarray(outputs[DECODED["scores"]]).reshape(-1)
+    boxes = np.asarray(outputs[DECODED["boxes"]]).reshape(-1, 4)
+    keep = np.nonzero(scores > thr)[0]
+    lms = None
+    if DECODED["landmarks"] in outputs:
+        lms = np.asarray(outputs[DECODED["landmarks"]]).reshape(len(scores), -1, 2)[keep]
+    cand = Detections(boxes[keep], scores[keep], lms)
+    if len(cand) > t.pre_nms_top_k:
+        cand = cand.take(np.argsort(-cand.scores, kind="stable")[: t.pre_nms_top_k])
+    return cand.take(nms(cand.boxes, cand.scores, t.nms_iou, t.top_k))
+
+
+def reference_decoded(raw: dict[str, np.ndarray], recipe, width: int, height: int, top_k: int = 0,
+                      score_prefilter: float = 0.0) -> dict[str, np.ndarray]:
+    """The decoded layout computed by the Python reference from one image's raw heads."""
+    o = recipe.outputs
+    loc = np.asarray(raw[o.boxes]).reshape(-1, 4)
+    probs = np.asarray(raw[o.scores]).reshape(loc.shape[0], -1)
+    scores = probs[:, 1] if probs.shape[1] > 1 else probs[:, 0]
+    anchors = anchors_for(recipe, width, height)
+    order = np.argsort(-scores, kind="stable")[:top_k] if top_k else np.arange(len(scores))
+    var = recipe.anchors.variance
+    out = {DECODED["boxes"]: decode_boxes(loc[order], anchors[order], var, width, height),
+           DECODED["scores"]: scores[order]}
+    if score_prefilter > 0:
+        out[DECODED["scores"]] = np.where(out[DECODED["scores"]] > score_prefilter, out[DECODED["scores"]], 0)
+    if o.landmarks and o.landmarks in raw:
+        ldm = np.asarray(raw[o.landmarks]).reshape(loc.shape[0], -1)
+        pts = decode_landmarks(ldm[order], anchors[order], var, width, height)
+        out[DECODED["landmarks"]] = pts.reshape(len(order), -1)
+    return out
+
+
+def _rows(ref: dict, cand: dict, batch: int) -> list[dict]:
+    rows = []
+    for name, r in ref.items():
+        if name not in cand:
+            raise FbtoolError(f"the surgered graph has no output {name!r}", f"it has {sorted(cand)}")
+        c = np.asarray(cand[name], np.float64)
+        if c.shape != np.shape(r):
+            raise FbtoolError(f"surgered output {name!r} has shape {c.shape}, expected {np.shape(r)}")
+        rows.append({"batch": batch, "output": name, "max_abs": float(np.abs(c - np.asarray(r, np.float64)).max())})
+    return rows
+
+
+def _faces_match(a: Detections, b: Detections) -> tuple[bool, float]:
+    if len(a) != len(b):
+        return False, float("inf")
+    if not len(a):
+        return True, 0.0
+    return True, float(np.abs(a.boxes.astype(np.float64) - b.boxes).max())
+
+
+def check_parity(source, surgered, recipe, settings, layout: str, batches=(1, 4)) -> dict:
+    """Run both graphs with onnxruntime on the recipe's validation frames; returns the figures."""
+    from ..frames import parity_frames
+    from ..preprocess import preprocess_batch
+    from ..runners import OrtRunner
+
+    src, new = OrtRunner(source), OrtRunner(surgered)
+    frames = parity_frames(recipe, max(batches))
+    w, h = recipe.input.width, recipe.input.height
+    rows, faces = [], {"reference": 0, "surgered": 0, "max_box_px": 0.0, "match": True}
+    for b in batches:
+        x, _ = preprocess_batch(frames[:b], recipe)
+        feed = {recipe.input.name: x}
+        raw, out = src.infer(feed), new.infer(feed)
+        if layout == "raw":
+            rows += _rows(raw, out, b)
+            continue
+        for i, (r_i, c_i) in enumerate(zip(split_batch(raw), split_batch(out))):
+            rows += [dict(row, image=i) for row in
+                     _rows(reference_decoded(r_i, recipe, w, h, settings.top_k, settings.score_prefilter), c_i, b)]
+            if b == max(batches):
+                ref_faces, new_faces = postprocess(r_i, recipe), postprocess_decoded(c_i, recipe)
+                ok, err = _faces_match(ref_faces, new_faces)
+                faces["reference"] += len(ref_faces)
+                faces["surgered"] += len(new_faces)
+                faces["match"] &= ok
+                faces["max_box_px"] = max(faces["max_box_px"], err)
+    worst: dict[str, float] = {}
+    for r in rows:
+        worst[r["output"]] = max(worst.get(r["output"], 0.0), r["max_abs"])
+    return {"layout": layout, "rows": rows, "max_abs": worst, "faces": None if layout == "raw" else faces}
+
+
+def judge(parity: dict, recipe) -> None:
+    """Raise when a figure is outside its tolerance."""
+    for name, err in parity["max_abs"].items():
+        tol = (SCORE_TOL if name == DECODED["scores"] else DECODE_TOL_PX) if parity["layout"] == "decoded" \
+            else recipe.tolerances.export_abs
+        if not err <= tol:
+            raise FbtoolError(f"surgered output '{name}' differs from the reference by {err:.2e} > {tol:.0e}",
+                              "no file was written; run the passes one by one (--passes) to find the culprit")
+    faces = parity.get("faces")
+    if faces and not (faces["match"] and faces["max_box_px"] <= DECODE_TOL_PX):
+        raise FbtoolError(f"faces from the decoded graph differ from reference.postprocess: {faces['surgered']} vs "
+                          f"{faces['reference']}, max box error {faces['max_box_px']:.2e} px", "no file was written")
