@@ -1,0 +1,195 @@
+"""Candidates for validation: every runtime that can stand in for the PyTorch fp32 reference.
+
+A candidate turns frames into per-frame Detections in frame coordinates (and, where its outputs
+are the raw heads, the raw tensors for a tensor-level comparison). Each one says whether it can
+run here and, if not, why: a skipped candidate is reported with its reason, never silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..manifest import RunFolder
+
+# Which tolerances apply to which precision (fields of recipe.tolerances).
+PRECISION_TOLERANCES = {
+    "fp32": {"f1": "detection_f1", "mean_iou": "mean_iou"},
+    "fp16": {"f1": "fp16_f1", "mean_iou": "mean_iou"},
+    "int8": {"f1": "int8_f1", "mean_iou": "int8_mean_iou"},
+}
+
+
+@dataclass
+class Candidate:
+    name: str  # e.g. "onnx", "surgered", "int8-qdq", "fp16", "engine", "nvinfer"
+    precision: str  # fp32 | fp16 | int8
+    description: str
+    make: Callable[[], Callable] | None  # () -> run(frames, batch) -> (dets, raw|None)
+    reason: str = "ok"  # why it cannot run, when make is None
+    checks_masks: bool = False  # the nvinfer path emits masks from the compiled parser
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def available(self) -> bool:
+        return self.make is not None
+
+
+def recipe_for_artifact(recipe, onnx_path: Path):
+    """The recipe as the artifact declares it: preprocessing is read from the ONNX's own metadata.
+
+    A candidate runs the way it would be deployed, so an artifact exported with the wrong mean or
+    colour order shows up as a detection breach instead of being silently fed correct inputs.
+    """
+    import dataclasses
+
+    from ..onnx_meta import get_metadata
+    from ..recipe import Preprocess
+
+    meta = get_metadata(onnx_path)
+    pre = meta.get("preprocess")
+    if not pre:
+        return recipe
+    pre = dict(pre, mean=tuple(pre["mean"]))
+    return dataclasses.replace(recipe, preprocess=Preprocess(**pre))
+
+
+def check_io_contract(onnx_path: Path, recipe) -> None:
+    """Raw-layout outputs must have the widths their names promise (catches swapped output names)."""
+    import onnx
+
+    from ..errors import FbtoolError
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    o = recipe.outputs
+    want = {o.boxes: 4, o.scores: len(recipe.labels) + 1}
+    if o.landmarks:
+        want[o.landmarks] = 2 * o.num_landmarks
+    for out in model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if out.name in want and dims and dims[-1].dim_value and dims[-1].dim_value != want[out.name]:
+            raise FbtoolError(f"{onnx_path.name}: output '{out.name}' has last dimension {dims[-1].dim_value}, "
+                              f"expected {want[out.name]}", "are the output names swapped?")
+
+
+def _runner_candidate(runner_factory, recipe):
+    """A runner (infer(feed) -> dict) + the reference post-processing = a candidate."""
+
+    def make():
+        runner = runner_factory()
+
+        def run(frames, batch):
+            from ..preprocess import preprocess_batch, to_frame
+            from ..reference.detections import postprocess, split_batch
+
+            dets, raw = [], []
+            for i in range(0, len(frames), batch):
+                x, boxes = preprocess_batch(frames[i:i + batch], recipe)
+                out = runner.infer({recipe.input.name: x})
+                for o, lb in zip(split_batch(out), boxes):
+                    dets.append(to_frame(postprocess(o, recipe), lb))
+                    raw.append(o)
+            return dets, raw
+
+        return run
+
+    return make
+
+
+def _onnx(name, precision, desc, path: Path | None, recipe, missing: str) -> Candidate:
+    if path is None:
+        return Candidate(name, precision, desc, None, missing)
+    from ..runners import OrtRunner
+
+    ok, why = OrtRunner.available()
+    if not ok:
+        return Candidate(name, precision, desc, None, why)
+    def factory():
+        check_io_contract(path, recipe)
+        return OrtRunner(path)
+
+    return Candidate(name, precision, desc, _runner_candidate(factory, recipe_for_artifact(recipe, path)),
+                     extra={"path": str(path)})
+
+
+def _engine(run: RunFolder, recipe) -> Candidate:
+    desc = "TensorRT engine (build-engine)"
+    path = run.artifact("build-engine", "engine", required=False)
+    if path is None:
+        return Candidate("engine", "fp32", desc, None, "no engine in the run folder (TensorRT absent here?)")
+    info = (run.stage("build-engine") or {}).get("info", {})
+    precision = {"best": "int8"}.get(info.get("precision", "fp32"), info.get("precision", "fp32"))
+    try:
+        from ..runners.tensorrt import TensorRTRunner
+    except ImportError as exc:
+        return Candidate("engine", precision, desc, None, f"TensorRT runner unavailable: {exc}")
+    ok, why = TensorRTRunner.available()
+    if not ok:
+        return Candidate("engine", precision, desc, None, why)
+    return Candidate("engine", precision, desc, _runner_candidate(lambda: TensorRTRunner(path), recipe),
+                     extra={"path": str(path)})
+
+
+def _nvinfer(run: RunFolder, recipe) -> Candidate:
+    desc = "nvinfer emulation: emitted config + compiled C++ parser (real C ABI) + clustering"
+    config = run.artifact("deepstream", "config", required=False)
+    if config is None:
+        return Candidate("nvinfer", "fp32", desc, None, "no nvinfer config in the run folder (run `fbtool deepstream`)")
+    lib = run.artifact("build-parser", "lib", required=False)
+    if lib is None:
+        return Candidate("nvinfer", "fp32", desc, None, "no compiled parser in the run folder (run `fbtool build-parser`)")
+    try:
+        from ..emulation import NvInferEmulator
+    except ImportError as exc:
+        return Candidate("nvinfer", "fp32", desc, None, f"nvinfer emulation unavailable: {exc}")
+
+    def make():
+        emu = NvInferEmulator.from_run(run)
+
+        def run_frames(frames, batch):
+            return emu.detect_frames(frames, batch=batch), None
+
+        return run_frames
+
+    return Candidate("nvinfer", "fp32", desc, make, checks_masks=True, extra={"config": str(config)})
+
+
+def discover(run: RunFolder, recipe, only: set[str] | None = None) -> list[Candidate]:
+    """Every candidate the run folder can offer, available or not (with the reason)."""
+    a = run.artifact
+    cands = [
+        _onnx("onnx", "fp32", "exported ONNX on onnxruntime", a("export", "onnx", required=False), recipe,
+              "no exported ONNX (run `fbtool export`)"),
+        _onnx("surgered", "fp32", "surgered ONNX on onnxruntime", a("surgery", "onnx", required=False), recipe,
+              "no surgered ONNX (run `fbtool surgery`)"),
+        _onnx("int8-qdq", "int8", "INT8 Q/DQ ONNX (entropy) on onnxruntime",
+              a("calibrate", "int8_qdq", required=False), recipe, "no Q/DQ ONNX (run `fbtool calibrate`)"),
+        _onnx("int8-qdq-max", "int8", "INT8 Q/DQ ONNX (max) on onnxruntime",
+              a("calibrate", "int8_qdq_max", required=False), recipe, "no max-calibrated Q/DQ ONNX"),
+        _onnx("fp16", "fp16", "FP16 (AutoCast) ONNX on onnxruntime", a("calibrate", "fp16", required=False),
+              recipe, "no FP16 ONNX (run `fbtool calibrate`)"),
+        _engine(run, recipe),
+        _nvinfer(run, recipe),
+    ]
+    if only:
+        unknown = only - {c.name for c in cands}
+        if unknown:
+            from ..errors import FbtoolError
+
+            raise FbtoolError(f"unknown candidate {sorted(unknown)[0]!r}",
+                              f"choose from {', '.join(c.name for c in cands)}")
+        cands = [c for c in cands if c.name in only]
+    return cands
+
+
+def tolerance(recipe, precision: str, metric: str) -> float:
+    return float(getattr(recipe.tolerances, PRECISION_TOLERANCES[precision][metric]))
+
+
+def stack_raw(raw: list[dict[str, np.ndarray]] | None) -> dict[str, np.ndarray] | None:
+    if not raw:
+        return None
+    return {k: np.stack([r[k] for r in raw]) for k in raw[0]}

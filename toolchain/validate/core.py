@@ -1,0 +1,167 @@
+"""`fbtool validate`: the PyTorch fp32 reference against every candidate, on the same real frames.
+
+Two levels: tensors (per output: max abs/rel error, cosine similarity; where the candidate emits the
+same raw heads) and detections (precision/recall/F1 at IoU 0.5, mean matched IoU, score delta,
+landmark error, mask IoU). Tolerances come from the recipe, per precision. Any breach names the
+candidate, the metric and the worst frame.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..errors import FbtoolError
+from ..metrics import FrameMatch, compare_detections, tensor_stats
+from .candidates import Candidate, discover, stack_raw, tolerance
+
+
+@dataclass
+class FrameRef:
+    clip: str
+    index: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.clip}#{self.index}"
+
+
+@dataclass
+class CandidateResult:
+    name: str
+    precision: str
+    description: str
+    status: str  # "pass" | "fail" | "skipped"
+    reason: str = ""
+    seconds: float = 0.0
+    summary: dict = field(default_factory=dict)
+    tensors: dict = field(default_factory=dict)
+    checks: list[dict] = field(default_factory=list)  # {metric, value, limit, op, ok}
+    breaches: list[str] = field(default_factory=list)
+    worst_frames: list[int] = field(default_factory=list)
+    per_frame: list[dict] = field(default_factory=list)
+
+
+def _check(res: CandidateResult, metric: str, value: float, limit: float, op: str, worst: str) -> None:
+    ok = value >= limit if op == ">=" else value <= limit
+    res.checks.append({"metric": metric, "value": value, "limit": limit, "op": op, "ok": bool(ok)})
+    if not ok:
+        res.breaches.append(f"candidate '{res.name}': {metric} {value:.4g} breaks {op} {limit:.4g} "
+                            f"(worst frame {worst})")
+
+
+def _worst_frames(matches: list[FrameMatch], k: int = 4) -> list[int]:
+    def badness(i):
+        m = matches[i]
+        return (m.fp + m.fn, -min(m.ious, default=1.0), max(m.landmark_errors, default=0.0))
+
+    return sorted(range(len(matches)), key=badness, reverse=True)[:k]
+
+
+def judge(cand: Candidate, recipe, ref_dets, cand_dets, ref_raw, cand_raw, frames: list[FrameRef]
+          ) -> CandidateResult:
+    res = CandidateResult(cand.name, cand.precision, cand.description, "pass")
+    t = recipe.tolerances
+    summary, matches = compare_detections(ref_dets, cand_dets, mask_feather=recipe.mask.feather,
+                                          max_tilt_deg=recipe.mask.max_tilt_deg)
+    res.summary = summary.to_dict()
+    res.worst_frames = _worst_frames(matches)
+    res.per_frame = [{"frame": frames[i].label, "tp": m.tp, "fp": m.fp, "fn": m.fn,
+                      "min_iou": min(m.ious, default=1.0), "max_landmark_px": max(m.landmark_errors, default=0.0)}
+                     for i, m in enumerate(matches)]
+    worst = frames[res.worst_frames[0]].label if frames else "-"
+    _check(res, "f1", summary.f1, tolerance(recipe, cand.precision, "f1"), ">=", worst)
+    _check(res, "mean_iou", summary.mean_iou, tolerance(recipe, cand.precision, "mean_iou"), ">=", worst)
+    if cand.precision == "fp32" and recipe.has_landmarks:
+        _check(res, "max_landmark_px", summary.max_landmark_px, t.landmark_px, "<=", worst)
+    if cand.checks_masks:
+        _check(res, "mean_mask_iou", summary.mean_mask_iou, t.mask_iou, ">=", worst)
+    if ref_raw is not None and cand_raw is not None:
+        for name in ref_raw:
+            if name in cand_raw and cand_raw[name].shape == ref_raw[name].shape:
+                res.tensors[name] = tensor_stats(ref_raw[name], cand_raw[name])
+        if cand.precision == "fp32":
+            for name, st in res.tensors.items():
+                _check(res, f"tensor {name} max_abs", st["max_abs"], t.tensor_abs, "<=", worst)
+    res.status = "fail" if res.breaches else "pass"
+    return res
+
+
+def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step: int = 5, batch: int = 4,
+             media: list[str] | None = None, progress=None) -> dict:
+    """Run the reference and every available candidate; returns the report dict (also written to disk)."""
+    from ..frames import sample_frames
+    from ..manifest import RunFolder
+    from ..runners import TorchRunner
+    from .candidates import _runner_candidate
+
+    run = RunFolder(out)
+    clips = list(media or recipe.validation_media)
+    if not clips:
+        raise FbtoolError("no validation media", "name clips under validation_media in the recipe or pass --media")
+    sampled = sample_frames(clips, per_clip=per_clip, step=step)
+    frames = [f for _, _, f in sampled]
+    refs = [FrameRef(c, i) for c, i, _ in sampled]
+
+    t0 = time.perf_counter()
+    ref_run = _runner_candidate(lambda: TorchRunner(recipe), recipe)()
+    ref_dets, ref_raw_list = ref_run(frames, batch)
+    ref_seconds = time.perf_counter() - t0
+    ref_raw = stack_raw(ref_raw_list)
+
+    results: list[CandidateResult] = []
+    outputs: dict[str, list] = {}
+    for cand in discover(run, recipe, only):
+        if progress:
+            progress(cand.name)
+        if not cand.available:
+            results.append(CandidateResult(cand.name, cand.precision, cand.description, "skipped", cand.reason))
+            continue
+        t1 = time.perf_counter()
+        try:
+            dets, raw = cand.make()(frames, batch)
+        except (FbtoolError, ValueError, KeyError) as exc:
+            results.append(CandidateResult(cand.name, cand.precision, cand.description, "fail", str(exc),
+                                           breaches=[f"candidate '{cand.name}' could not run: {exc}"]))
+            continue
+        res = judge(cand, recipe, ref_dets, dets, ref_raw, stack_raw(raw), refs)
+        res.seconds = round(time.perf_counter() - t1, 2)
+        results.append(res)
+        outputs[cand.name] = dets
+
+    report = {
+        "recipe": {"name": recipe.name, "hash": recipe.hash},
+        "frames": [r.label for r in refs],
+        "reference": {"runner": "torch-cpu fp32", "seconds": round(ref_seconds, 2),
+                      "faces": int(sum(len(d) for d in ref_dets))},
+        "candidates": [r.__dict__ for r in results],
+        "passed": all(r.status != "fail" for r in results) and any(r.status == "pass" for r in results),
+    }
+    from .report import write_reports
+
+    paths = write_reports(run, report, frames, refs, ref_dets, outputs, recipe)
+    report["files"] = {k: str(v) for k, v in paths.items()}
+    run.record("validate", paths, {"passed": report["passed"],
+                                   "candidates": {r.name: r.status for r in results}}, recipe=recipe)
+    return report
+
+
+def breaches(report: dict) -> list[str]:
+    return [b for c in report["candidates"] for b in c["breaches"]]
+
+
+def summary_table(report: dict) -> str:
+    head = f"{'candidate':<14}{'prec':<6}{'status':<9}{'F1':>7}{'mIoU':>7}{'lm px':>8}{'mask':>7}{'score d':>9}  note"
+    lines = [head, "-" * len(head)]
+    for c in report["candidates"]:
+        s = c["summary"]
+        if c["status"] == "skipped":
+            lines.append(f"{c['name']:<14}{c['precision']:<6}{'skipped':<9}{'':>38}  {c['reason']}")
+            continue
+        if not s:
+            lines.append(f"{c['name']:<14}{c['precision']:<6}{c['status']:<9}{'':>38}  {c['reason']}")
+            continue
+        lines.append(f"{c['name']:<14}{c['precision']:<6}{c['status']:<9}{s['f1']:>7.3f}{s['mean_iou']:>7.3f}"
+                     f"{s['max_landmark_px']:>8.2f}{s['mean_mask_iou']:>7.3f}{s['max_score_delta']:>9.4f}  "
+                     f"{c['seconds']:.1f} s")
+    return "\n".join(lines)
