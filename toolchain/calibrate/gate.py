@@ -1,0 +1,135 @@
+"""Accuracy gate: a reduced-precision ONNX against the PyTorch fp32 reference on held-out real frames.
+
+Used by `fbtool calibrate` (INT8 Q/DQ, FP16) and reusable by `fbtool validate`. The candidate runs in
+onnxruntime (onnx's reference evaluator where onnxruntime has no kernel, e.g. some fp16 ops); both
+sides go through the one reference post-processing (toolchain.detector) and are compared with
+toolchain.metrics: detection F1 at IoU 0.5, mean matched IoU, landmark error (px), score deltas,
+and per-output tensor error. Tolerances come from the recipe (int8_f1, int8_mean_iou, fp16_f1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import FbtoolError
+from .stats import check_outputs_live
+
+
+@dataclass
+class Reference:
+    """PyTorch fp32 results on the gate frames, computed once and shared by every candidate."""
+
+    detections: list
+    outputs: dict[str, np.ndarray]  # raw outputs, frames concatenated on axis 0
+    frames: int
+
+
+class _Recorder:
+    """Wraps a runner and keeps every raw output it returns (for per-tensor errors)."""
+
+    def __init__(self, runner):
+        self.runner, self.outputs = runner, []
+        self.input_name, self.output_names = runner.input_name, runner.output_names
+        self.name = runner.name
+
+    def infer(self, feed):
+        out = self.runner.infer(feed)
+        self.outputs.append(out)
+        return out
+
+    def concatenated(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate([o[k] for o in self.outputs]) for k in self.outputs[0]} if self.outputs else {}
+
+
+class RefEvalRunner:
+    """onnx.reference.ReferenceEvaluator behind the runner interface: slow, but has every fp16 kernel."""
+
+    def __init__(self, onnx_path):
+        from onnx.reference import ReferenceEvaluator
+
+        self.sess = ReferenceEvaluator(str(onnx_path))
+        self.name = f"onnx-reference:{os.path.basename(str(onnx_path))}"
+        self.input_name = self.sess.input_names[0]
+        self.output_names = list(self.sess.output_names)
+
+    def infer(self, feed):
+        x = feed[self.input_name] if self.input_name in feed else next(iter(feed.values()))
+        outs = self.sess.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
+        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.output_names, outs)}
+
+
+def candidate_runner(onnx_path):
+    from ..runners import OrtRunner
+
+    try:
+        return OrtRunner(onnx_path)
+    except FbtoolError:
+        raise
+    except Exception as exc:  # NOT_IMPLEMENTED: a kernel onnxruntime lacks (fp16 on CPU)
+        if "NOT_IMPLEMENTED" not in str(exc) and "Could not find an implementation" not in str(exc):
+            raise
+        return RefEvalRunner(onnx_path)
+
+
+def _images(frames) -> list[np.ndarray]:
+    return [getattr(f, "image", f) for f in frames]
+
+
+def check_held_out(frames, calibration_hashes: set[str] | None) -> None:
+    """Refuse gate frames that come from a calibration source (by file content)."""
+    if not calibration_hashes:
+        return
+    for f in frames:
+        if getattr(f, "sha256", None) in calibration_hashes:
+            raise FbtoolError(f"gate frame {f.source}#{f.index} comes from a calibration source",
+                              "evaluate on clips that were not used for calibration")
+
+
+def reference_run(recipe, frames, torch_runner=None, batch: int = 4) -> Reference:
+    from ..detector import detect_frames
+    from ..runners import TorchRunner
+
+    rec = _Recorder(torch_runner or TorchRunner(recipe))
+    dets = detect_frames(_images(frames), recipe, rec, batch=batch)
+    return Reference(dets, rec.concatenated(), len(dets))
+
+
+def accuracy_gate(recipe, candidate_onnx, frames: Sequence, precision: str = "int8", reference: Reference | None = None,
+                  calibration_hashes: set[str] | None = None, batch: int = 4) -> dict:
+    """Compare `candidate_onnx` with PyTorch fp32 on `frames`; returns figures, thresholds and `passed`."""
+    from ..detector import detect_frames
+    from ..metrics import compare_detections, tensor_stats
+
+    if not frames:
+        raise FbtoolError("the accuracy gate got no frame", "give validation media with readable frames")
+    check_held_out(frames, calibration_hashes)
+    ref = reference or reference_run(recipe, frames, batch=batch)
+    rec = _Recorder(candidate_runner(candidate_onnx))
+    dets = detect_frames(_images(frames), recipe, rec, batch=batch)
+    outs = rec.concatenated()
+    check_outputs_live({k: float(np.abs(v).max()) if v.size else 0.0 for k, v in outs.items()},
+                       f"the {precision} model {os.path.basename(str(candidate_onnx))}")
+    summary, matches = compare_detections(ref.detections, dets, iou_threshold=0.5, with_masks=False)
+    deltas = np.asarray([d for m in matches for d in m.score_deltas], dtype=np.float64)
+    tensors = {k: tensor_stats(ref.outputs[k], outs[k]) for k in outs
+               if k in ref.outputs and ref.outputs[k].shape == outs[k].shape}
+    tol = recipe.tolerances
+    limits = ({"f1": tol.int8_f1, "mean_iou": tol.int8_mean_iou} if precision.startswith("int8")
+              else {"f1": tol.fp16_f1})
+    figures = {"f1": summary.f1, "mean_iou": summary.mean_iou}
+    failures = [f"{k} {figures[k]:.4f} < {v}" for k, v in limits.items() if not figures[k] >= v]
+    failures += [f"output {k} is not finite" for k, t in tensors.items() if not t["finite"]]
+    return {
+        "precision": precision, "candidate": str(candidate_onnx), "runner": rec.name, "frames": summary.frames,
+        "reference_faces": summary.tp + summary.fn, "candidate_faces": summary.tp + summary.fp,
+        "tp": summary.tp, "fp": summary.fp, "fn": summary.fn, "precision_det": summary.precision,
+        "recall": summary.recall, "f1": summary.f1, "mean_iou": summary.mean_iou, "min_iou": summary.min_iou,
+        "mean_landmark_px": summary.mean_landmark_px, "max_landmark_px": summary.max_landmark_px,
+        "max_box_px": summary.max_box_px, "max_score_delta": summary.max_score_delta,
+        "mean_score_delta": float(deltas.mean()) if deltas.size else 0.0,
+        "tensors": tensors, "limits": limits, "failures": failures, "passed": not failures,
+    }
