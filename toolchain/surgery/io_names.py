@@ -30,17 +30,21 @@ def find_heads(graph, recipe) -> tuple[str, dict]:
             return layout, found
     # Unknown names (a foreign export): recognise the heads by their shapes.
     lm_dim = 2 * recipe.outputs.num_landmarks
+    rank3 = [t for t in graph.outputs if len(t.shape or []) == 3]
     found, layout = {}, "raw"
-    for t in graph.outputs:
-        shape = list(t.shape or [])
-        if len(shape) == 2:
-            found["scores"], layout = t, "decoded"
-        elif len(shape) == 3 and shape[-1] == 4 and "boxes" not in found:
-            found["boxes"] = t
-        elif len(shape) == 3 and shape[-1] == lm_dim and recipe.has_landmarks and "landmarks" not in found:
-            found["landmarks"] = t
-        elif len(shape) == 3 and isinstance(shape[-1], int) and shape[-1] <= 2 and "scores" not in found:
-            found["scores"] = t
+    boxes = next((t for t in rank3 if t.shape[-1] == 4), None)
+    if boxes is not None:
+        found["boxes"] = boxes
+        raw_scores = next((t for t in rank3 if isinstance(t.shape[-1], int) and t.shape[-1] <= 2), None)
+        dec_scores = next((t for t in graph.outputs if len(t.shape or []) == 2 and t.shape[1] == boxes.shape[1]),
+                          None)
+        if raw_scores is not None:
+            found["scores"] = raw_scores
+        elif dec_scores is not None:
+            found["scores"], layout = dec_scores, "decoded"
+        lms = next((t for t in rank3 if t is not boxes and t.shape[-1] == lm_dim), None)
+        if lms is not None and recipe.has_landmarks:
+            found["landmarks"] = lms
     if "boxes" not in found or "scores" not in found:
         raise FbtoolError(f"cannot tell the detector heads among outputs {[t.name for t in graph.outputs]}",
                           f"name them as the recipe does ({', '.join(raw_names(recipe).values())})")
