@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -220,22 +221,32 @@ struct Face {
   double eyes[4] = {0, 0, 0, 0};  // left eye x, y, right eye x, y (float32 values)
 };
 
+// Round to float like the reference's astype(float32); false where that is not a finite number
+// (a double beyond the float range would also be undefined behaviour to convert).
+bool to_float(double v, double& out) {
+  if (!(std::fabs(v) <= static_cast<double>(std::numeric_limits<float>::max()))) return false;
+  out = static_cast<float>(v);
+  return true;
+}
+
 bool finite_all(std::initializer_list<double> v) {
   for (double x : v)
     if (!std::isfinite(x)) return false;
   return true;
 }
 
-// Score column: index 1 (face) of softmax probabilities, or the only column.
+// Score column: index 1 (face) of softmax probabilities, or the only column. Every column must be
+// finite: a NaN/Inf anywhere in the head means the engine overflowed (fp16?), not "no face".
 bool read_scores(const Matrix& s, float thr, std::vector<uint64_t>& keep) {
   const uint64_t col = s.cols > 1 ? 1 : 0;
   for (uint64_t r = 0; r < s.rows; ++r) {
-    const float p = s.at(r, col);
-    if (!std::isfinite(p)) {
-      complain("non-finite score at row %s%llu (engine overflow? try fp32 for that layer)", "", r);
-      return false;
+    for (uint64_t c = 0; c < s.cols; ++c) {
+      if (!std::isfinite(s.at(r, c))) {
+        complain("non-finite score at row %s%llu (engine overflow? try fp32 for that layer)", "", r);
+        return false;
+      }
     }
-    if (p > thr) keep.push_back(r);  // strict, like the reference (scores > threshold)
+    if (s.at(r, col) > thr) keep.push_back(r);  // strict, like the reference (scores > threshold)
   }
   return true;
 }
@@ -315,16 +326,17 @@ bool collect(const std::vector<NvDsInferLayerInfo>& layers, const NvDsInferNetwo
       const double cy = acy + static_cast<double>(box.at(r, 1)) * kVariance0 * ah;
       const double w = aw * std::exp(static_cast<double>(box.at(r, 2)) * kVariance1);
       const double h = ah * std::exp(static_cast<double>(box.at(r, 3)) * kVariance1);
-      f.x1 = static_cast<float>((cx - w / 2) * W);
-      f.y1 = static_cast<float>((cy - h / 2) * H);
-      f.x2 = static_cast<float>((cx + w / 2) * W);
-      f.y2 = static_cast<float>((cy + h / 2) * H);
+      bool ok = to_float((cx - w / 2) * W, f.x1) && to_float((cy - h / 2) * H, f.y1) &&
+                to_float((cx + w / 2) * W, f.x2) && to_float((cy + h / 2) * H, f.y2);
       if (with_lm) {
         for (int p = 0; p < 2; ++p) {  // the eyes are points 0 and 1
-          f.eyes[2 * p] = static_cast<float>((acx + static_cast<double>(lm.at(r, 2 * p)) * kVariance0 * aw) * W);
-          f.eyes[2 * p + 1] =
-              static_cast<float>((acy + static_cast<double>(lm.at(r, 2 * p + 1)) * kVariance0 * ah) * H);
+          ok = ok && to_float((acx + static_cast<double>(lm.at(r, 2 * p)) * kVariance0 * aw) * W, f.eyes[2 * p]) &&
+               to_float((acy + static_cast<double>(lm.at(r, 2 * p + 1)) * kVariance0 * ah) * H, f.eyes[2 * p + 1]);
         }
+      }
+      if (!ok) {
+        complain("box or landmark at row %s%llu is not finite in float32", "", r);
+        return false;
       }
     }
     f.has_eyes = with_lm;
@@ -394,7 +406,8 @@ void rasterize(const Ellipse& e, double x0, double y0, double x1, double y1, uns
       const double v = -s * px + c * py;
       const double r = std::sqrt((u / e.a) * (u / e.a) + (v / e.b) * (v / e.b));
       const double p = 0.5 + (1.0 - r) / (2.0 * kMaskFeather);
-      out[static_cast<size_t>(i) * out_w + j] = static_cast<float>(std::min(std::max(p, 0.0), 1.0));
+      // clip to [0, 1]; written so that a NaN (impossible for finite boxes) would still give 0
+      out[static_cast<size_t>(i) * out_w + j] = static_cast<float>(p > 0.0 ? (p < 1.0 ? p : 1.0) : 0.0);
     }
   }
 }

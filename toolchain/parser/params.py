@@ -119,3 +119,23 @@ def render_header(p: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    """`python -m toolchain.parser.params [--recipe R] DIR`: write the header alone (fuzz builds)."""
+    import argparse
+
+    from ..fsutil import write_text
+    from ..recipe import load_recipe
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--recipe", default=None)
+    ap.add_argument("dir")
+    a = ap.parse_args(argv)
+    from pathlib import Path
+
+    print(write_text(Path(a.dir) / HEADER_NAME, render_header(model_params(load_recipe(a.recipe)))))
+
+
+if __name__ == "__main__":
+    main()

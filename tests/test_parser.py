@@ -1,0 +1,356 @@
+"""The C++ nvinfer parser (plugins/), driven through the C++ harness exactly as nvinfer calls it,
+against the Python reference (toolchain.reference) on real frames; malformed inputs; the ABI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolchain.errors import FbtoolError
+from toolchain.metrics import match
+from toolchain.parser import ParserHarness, build_parser, to_detections
+from toolchain.parser.build import BBOX_FUNC, MASK_FUNC, PLUGINS, find_deepstream_includes
+from toolchain.reference.anchors import anchors_for
+from toolchain.reference.decode import decode_boxes, decode_landmarks
+from toolchain.reference.detections import Detections, candidates, postprocess, split_batch
+from toolchain.reference.masks import ellipse_params, mask_iou, rasterize_mask
+from toolchain.reference.nms import nms
+
+W, H = 640, 384
+N = 10080
+
+
+@pytest.fixture(scope="module")
+def build(recipe, tmp_path_factory):
+    return build_parser(recipe, tmp_path_factory.mktemp("parser9"))
+
+
+@pytest.fixture(scope="module")
+def harness(build):
+    with ParserHarness(build) as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def frame_outputs(recipe, torch_runner, classroom_frame, headpose_frame):
+    """Raw heads of real frames (one dict per frame, batch axis stripped as nvinfer does)."""
+    from toolchain.media import read_frames
+    from toolchain.preprocess import preprocess_batch
+
+    frames = [classroom_frame, headpose_frame] + read_frames("face-demographics-walking.gif", max_frames=12)[::6]
+    x, _ = preprocess_batch(frames, recipe)
+    outs = split_batch(torch_runner.infer({recipe.input.name: x}))
+    assert sum(len(candidates(o, recipe, W, H, recipe.thresholds.score)) for o in outs) > 10
+    return outs
+
+
+def clipped(dets: Detections) -> Detections:
+    b = dets.boxes.copy()
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, W)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, H)
+    return Detections(b, dets.scores, dets.landmarks, dets.classes)
+
+
+def assert_same_faces(objs, ref: Detections, box_px: float = 0.5):
+    """One-to-one: every parser object matches one reference candidate and vice versa."""
+    assert objs is not None, "the parser returned false"
+    cand = to_detections(objs)
+    assert len(cand) == len(ref)
+    m = match(clipped(ref), cand, iou_threshold=0.5, with_masks=False)
+    assert (m.tp, m.fp, m.fn) == (len(ref), 0, 0)
+    assert max(m.box_errors, default=0.0) <= box_px
+    assert max(m.score_deltas, default=0.0) <= 1e-6
+    assert all(o["class_id"] == 0 for o in objs)
+
+
+def reference_masks(ref: Detections, recipe) -> list[np.ndarray]:
+    """The reference formulas: ellipse of the whole face, rasterised over the (clipped) emitted box."""
+    m, res = recipe.mask, recipe.mask.resolution
+    out = []
+    for i, box in enumerate(ref.boxes):
+        p = ellipse_params(box, ref.landmarks[i], m.max_tilt_deg)
+        x0, x1 = np.clip(box[[0, 2]], 0, W)
+        y0, y1 = np.clip(box[[1, 3]], 0, H)
+        out.append(rasterize_mask(p, x0, y0, x1, y1, res, res, m.feather))
+    return out
+
+
+# ---------------------------------------------------------------- build and ABI
+def test_build_exports_symbols_and_generated_params(build, recipe, tmp_path):
+    assert build.header == "fbtool" and build.ds_major == 9
+    assert set(build.symbols) == {BBOX_FUNC, MASK_FUNC}
+    text = build.params_header.read_text()
+    # One source of truth: every model parameter in the header comes from the recipe.
+    assert "kSteps[kNumLevels] = {8, 16, 32};" in text
+    assert "kMinSizes[6] = {10.0, 20.0, 32.0, 64.0, 128.0, 256.0};" in text
+    assert 'kBoxesLayer = "loc";' in text and "kMaskResolution = 32;" in text and "kVariance1 = 0.2;" in text
+    assert not list(Path(build.lib).parent.parent.glob(".parser-*")), "temporary build folder left behind"
+    again = build_parser(recipe, Path(build.lib).parent.parent)
+    assert not again.rebuilt and again.lib == build.lib
+
+
+@pytest.mark.parametrize("major,obj_size", [(8, 24), (9, 28)])
+def test_abi_layouts_compiled(recipe, tmp_path, major, obj_size):
+    b = build_parser(recipe, tmp_path, ds_major=major)
+    with ParserHarness(b) as h:
+        abi = h.abi()
+    assert abi == {"object_size": obj_size, "mask_info_size": 48, "layer_info_size": 72, "layer_buffer_offset": 56,
+                   "mask_offset": 24, "network_info_size": 12, "detection_params_size": 64, "dims_size": 40}
+
+
+def test_abi_header_rejects_unknown_layout(tmp_path):
+    src = tmp_path / "t.cpp"
+    src.write_text('#include "fbtool_nvdsinfer.h"\n')
+    cmd = ["g++", "-std=c++17", "-fsyntax-only", f"-I{PLUGINS / 'include'}", str(src)]
+    assert subprocess.run(cmd + ["-DFBTOOL_DS_MAJOR=8"], capture_output=True).returncode == 0
+    bad = subprocess.run(cmd + ["-DFBTOOL_DS_MAJOR=7"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "FBTOOL_DS_MAJOR" in bad.stderr
+
+
+def test_builds_against_deepstream_headers_when_present(recipe, tmp_path):
+    # A stand-in include folder that routes to the documented layout: checks the plumbing
+    # (detection, -DFBTOOL_USE_DEEPSTREAM_HEADERS, include path), not DeepStream itself.
+    inc = tmp_path / "ds" / "sources" / "includes"
+    inc.mkdir(parents=True)
+    (inc / "nvdsinfer_custom_impl.h").write_text(f'#include "{PLUGINS / "include" / "fbtool_nvdsinfer.h"}"\n')
+    assert find_deepstream_includes(tmp_path / "ds") == inc
+    b = build_parser(recipe, tmp_path / "run", deepstream_root=tmp_path / "ds")
+    assert b.header == "deepstream" and set(b.symbols) == {BBOX_FUNC, MASK_FUNC}
+    with pytest.raises(FbtoolError, match="nvdsinfer_custom_impl.h"):
+        build_parser(recipe, tmp_path / "run2", deepstream_root=tmp_path / "nowhere")
+
+
+def test_build_errors_are_reported(recipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-g++")
+    with pytest.raises(FbtoolError, match="not installed") as e:
+        build_parser(recipe, tmp_path)
+    assert e.value.hint and "g++" in e.value.hint
+    with pytest.raises(FbtoolError, match="ds_major"):
+        build_parser(recipe, tmp_path, ds_major=7)
+
+
+def test_cli_records_stage(tmp_path):
+    from click.testing import CliRunner
+
+    from toolchain.cli import cli
+    from toolchain.manifest import RunFolder
+
+    res = CliRunner().invoke(cli, ["build-parser", "--recipe", "retinaface_mnet025", "-o", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    run = RunFolder(tmp_path)
+    assert run.artifact("build-parser", "lib").name == "libnvdsinfer_fbtool.so"
+    assert run.artifact("build-parser", "harness").name == "libfbtool_harness.so"
+    assert run.stage("build-parser")["info"]["params_source"] == "recipe"
+
+
+# ---------------------------------------------------------------- agreement with the reference
+def test_bbox_matches_reference_candidates(harness, recipe, frame_outputs):
+    thr = recipe.thresholds.score
+    for out in frame_outputs:
+        objs = harness.parse_bbox(out, W, H, [thr])
+        assert_same_faces(objs, candidates(out, recipe, W, H, thr))
+        assert all(o["rotation_angle"] == 0.0 for o in objs)  # value-initialised 9.x field
+
+
+def test_bbox_after_nms_matches_reference_postprocess(harness, recipe, frame_outputs):
+    t = recipe.thresholds
+    total = 0
+    for out in frame_outputs:
+        cand = to_detections(harness.parse_bbox(out, W, H, [t.score]))
+        kept = cand.take(nms(cand.boxes, cand.scores, t.nms_iou, t.top_k))
+        ref = postprocess(out, recipe)
+        m = match(clipped(ref), kept, with_masks=False)
+        assert (m.fp, m.fn) == (0, 0) and max(m.box_errors, default=0) <= recipe.tolerances.box_px
+        total += m.tp
+    assert total >= 5
+
+
+def test_mask_matches_reference(harness, recipe, frame_outputs):
+    thr, res = recipe.thresholds.score, recipe.mask.resolution
+    tilted = 0
+    for out in frame_outputs:
+        objs = harness.parse_mask(out, W, H, [thr])
+        ref = candidates(out, recipe, W, H, thr)
+        assert_same_faces(objs, ref)
+        boxes = harness.parse_bbox(out, W, H, [thr])
+        assert [(o["left"], o["width"]) for o in objs] == [(o["left"], o["width"]) for o in boxes]
+        # The parser keeps the reference's candidate order (anchor order), so pair by index.
+        for o, rm, i in zip(objs, reference_masks(ref, recipe), range(len(ref))):
+            assert o["mask"].shape == (res, res) and o["mask_size"] == res * res * 4
+            assert mask_iou(o["mask"], rm) >= recipe.tolerances.mask_iou
+            assert np.abs(o["mask"] - rm).max() < 1e-3
+            tilted += abs(ellipse_params(ref.boxes[i], ref.landmarks[i])[4]) > 0.05
+    assert tilted > 0, "no tilted face: the landmark orientation was not exercised"
+
+
+def test_fp16_layers(harness, recipe, frame_outputs):
+    thr = recipe.thresholds.score
+    for out in frame_outputs[:2]:
+        half = {k: v.astype(np.float16) for k, v in out.items()}
+        ref = candidates({k: v.astype(np.float32) for k, v in half.items()}, recipe, W, H, thr)
+        assert_same_faces(harness.parse_bbox(half, W, H, [thr]), ref)
+        objs = harness.parse_mask(half, W, H, [thr])
+        assert_same_faces(objs, ref)
+        for o, rm in zip(objs, reference_masks(ref, recipe)):
+            assert mask_iou(o["mask"], rm) >= recipe.tolerances.mask_iou
+    mixed = dict(frame_outputs[0], conf=frame_outputs[0]["conf"].astype(np.float16))
+    assert harness.parse_bbox(mixed, W, H, [thr])
+
+
+def test_onnxruntime_outputs(harness, recipe, onnx_path, classroom_frame, headpose_frame):
+    from toolchain.preprocess import preprocess_batch
+    from toolchain.runners import OrtRunner
+
+    x, _ = preprocess_batch([classroom_frame, headpose_frame], recipe)
+    runner = OrtRunner(onnx_path)
+    for out in split_batch(runner.infer({recipe.input.name: x})):
+        # engine I/O order is not output-blob-names order: the parser must find layers by name
+        order = list(reversed(runner.output_names))
+        ref = candidates(out, recipe, W, H, recipe.thresholds.score)
+        assert len(ref) > 0
+        assert_same_faces(harness.parse_mask(out, W, H, [recipe.thresholds.score], order=order), ref)
+
+
+def test_decoded_layout(harness, recipe, frame_outputs):
+    thr = recipe.thresholds.score
+    anchors = anchors_for(recipe, W, H)
+    var = recipe.anchors.variance
+    for out in frame_outputs[:3]:
+        decoded = {
+            "det_boxes": decode_boxes(out["loc"], anchors, var, W, H),
+            "det_scores": np.ascontiguousarray(out["conf"][:, 1]),
+            "det_landmarks": decode_landmarks(out["landmarks"], anchors, var, W, H).reshape(N, 10),
+        }
+        ref = candidates(out, recipe, W, H, thr)
+        assert_same_faces(harness.parse_bbox(decoded, W, H, [thr]), ref)
+        objs = harness.parse_mask(decoded, W, H, [thr])
+        assert_same_faces(objs, ref)
+        for o, rm in zip(objs, reference_masks(ref, recipe)):
+            assert mask_iou(o["mask"], rm) >= recipe.tolerances.mask_iou
+        # [K, 1] scores and a top-K subset are the same layout
+        k = np.argsort(-decoded["det_scores"])[:50]
+        top = {"det_boxes": decoded["det_boxes"][k], "det_scores": decoded["det_scores"][k, None],
+               "det_landmarks": decoded["det_landmarks"][k]}
+        assert len(harness.parse_bbox(top, W, H, [thr])) == len(ref)
+
+
+def test_threshold_comes_from_params(harness, recipe, frame_outputs):
+    out = frame_outputs[0]
+    for thr in (0.3, 0.8, 0.95):
+        assert_same_faces(harness.parse_bbox(out, W, H, [thr]), candidates(out, recipe, W, H, thr))
+    default = harness.parse_bbox(out, W, H, [])  # no per-class vector: the recipe's threshold
+    assert len(default) == len(candidates(out, recipe, W, H, recipe.thresholds.score))
+    assert harness.parse_bbox(out, W, H, [1.0]) == []
+
+
+def test_other_network_size(harness, recipe, torch_runner, classroom_frame):
+    """Anchors follow NetworkInfo: a 320x320 input gives other anchors, same reference agreement."""
+    import cv2
+
+    from toolchain.preprocess import normalize
+
+    p = recipe.preprocess
+    canvas = cv2.resize(classroom_frame, (320, 320))
+    x = normalize(canvas, p.color, p.mean, p.scale)[None]
+    out = split_batch(torch_runner.infer({recipe.input.name: x}))[0]
+    ref = candidates(out, recipe, 320, 320, 0.3)
+    objs = harness.parse_bbox(out, 320, 320, [0.3])
+    assert len(ref) == len(objs)
+    if len(ref):
+        b = to_detections(objs).boxes
+        assert np.abs(b - np.clip(ref.boxes, 0, 320)).max() <= 0.5
+    assert harness.parse_bbox(out, W, H, [0.3]) is None  # N does not match 640x384's anchors
+
+
+# ---------------------------------------------------------------- malformed inputs
+def _raw(out):
+    return [{"name": k, "dtype": v.dtype, "dims": list(v.shape), "buffer": v} for k, v in out.items()]
+
+
+def _malformed(out):
+    lay = _raw(out)
+    nan_conf = out["conf"].copy()
+    nan_conf[5, 1] = np.nan
+    inf_conf = out["conf"].copy()
+    inf_conf[77, 0] = np.inf
+    bad_loc = out["loc"].copy()
+    bad_loc[int(np.argmax(out["conf"][:, 1]))] = np.inf  # a kept row
+    return {
+        "no layers": [],
+        "only loc": lay[:1],
+        "loc and landmarks only": [lay[0], lay[2]],
+        "loc one row short": [dict(lay[0], dims=[N - 1, 4])] + lay[1:],
+        "loc 5 columns": [dict(lay[0], dims=[N // 5 * 4, 5], num_elements=N // 5 * 20)] + lay[1:],
+        "conf 3 columns": [lay[0], dict(lay[1], dims=[N * 2 // 3, 3])] + lay[2:],
+        "landmarks 8 columns": lay[:2] + [dict(lay[2], dims=[N * 10 // 8, 8])],
+        "rank 3 with batch": [dict(lay[0], dims=[1, N, 4])] + lay[1:],
+        "rank 1 loc": [dict(lay[0], dims=[N * 4])] + lay[1:],
+        "rank 9": [dict(lay[0], num_dims=9)] + lay[1:],
+        "rank 0": [dict(lay[0], num_dims=0)] + lay[1:],
+        "numElements mismatch": [dict(lay[0], num_elements=N * 4 - 1)] + lay[1:],
+        "int32 dtype": [dict(lay[0], dtype=np.int32, buffer=out["loc"].view(np.int32))] + lay[1:],
+        "int8 dtype": [lay[0], dict(lay[1], dtype=2)] + lay[2:],
+        "unknown dtype 7": [dict(lay[0], dtype=7)] + lay[1:],
+        "null buffer": [lay[0], dict(lay[1], buffer=None)] + lay[2:],
+        "null landmark buffer": lay[:2] + [dict(lay[2], buffer=None)],
+        "nameless loc": [dict(lay[0], name=None)] + lay[1:],
+        "duplicate name": lay + [lay[0]],
+        "NaN score": [lay[0], dict(lay[1], buffer=nan_conf)] + lay[2:],
+        "Inf score": [lay[0], dict(lay[1], buffer=inf_conf)] + lay[2:],
+        "Inf box delta": [dict(lay[0], buffer=bad_loc)] + lay[1:],
+        "loc marked as input": [dict(lay[0], is_input=1)] + lay[1:],
+    }
+
+
+@pytest.mark.parametrize("case", list(_malformed({"loc": np.zeros((N, 4), np.float32),
+                                                  "conf": np.zeros((N, 2), np.float32),
+                                                  "landmarks": np.zeros((N, 10), np.float32)})))
+def test_malformed_inputs_return_false(harness, frame_outputs, case):
+    layers = _malformed(frame_outputs[0])[case]
+    assert harness.parse_raw(layers, W, H, [0.5], BBOX_FUNC) is None
+    assert harness.parse_raw(layers, W, H, [0.5], MASK_FUNC, mask=True) is None
+
+
+@pytest.mark.parametrize("net", [(0, 0), (640, 0), (100000, 384), (320, 320)])
+def test_bad_network_size_returns_false(harness, frame_outputs, net):
+    assert harness.parse_bbox(frame_outputs[0], *net, [0.5]) is None
+
+
+def test_bad_threshold_and_missing_symbol(harness, frame_outputs):
+    assert harness.parse_bbox(frame_outputs[0], W, H, [float("nan")]) is None
+    with pytest.raises(FbtoolError, match="no function"):
+        harness.parse_bbox(frame_outputs[0], W, H, [0.5], func="NvDsInferParseNope")
+
+
+def test_mask_parser_needs_landmarks_bbox_does_not(harness, recipe, frame_outputs):
+    out = {k: v for k, v in frame_outputs[0].items() if k != "landmarks"}
+    assert harness.parse_mask(out, W, H, [0.5]) is None
+    assert_same_faces(harness.parse_bbox(out, W, H, [0.5]), candidates(out, recipe, W, H, 0.5))
+
+
+def test_nan_outside_kept_rows_is_ignored(harness, recipe, frame_outputs):
+    out = dict(frame_outputs[0])
+    loc = out["loc"].copy()
+    dead = int(np.argmin(out["conf"][:, 1]))
+    loc[dead] = np.nan  # a box delta nobody reads (score below threshold) cannot fail the frame
+    out["loc"] = loc
+    assert_same_faces(harness.parse_bbox(out, W, H, [0.5]), candidates(out, recipe, W, H, 0.5))
+
+
+# ---------------------------------------------------------------- fuzz smoke (CI)
+def test_fuzz_smoke(tmp_path):
+    clang = shutil.which("clang++-14")
+    if clang is None:
+        pytest.skip("clang++-14 is not installed (apt-get install clang-14 libclang-rt-14-dev)")
+    if not list(Path("/usr/lib/llvm-14/lib/clang").glob("*/lib/linux/libclang_rt.fuzzer-x86_64.a")):
+        pytest.skip("libFuzzer runtime missing (apt-get install libclang-rt-14-dev)")
+    script = PLUGINS / "fuzz" / "run_fuzz.sh"
+    res = subprocess.run([str(script), "20000", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    tail = (res.stdout + res.stderr)[-3000:]
+    assert res.returncode == 0, tail
+    assert "stat::number_of_executed_units: 20000" in res.stderr, tail
+    assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("leak-*"))
