@@ -105,22 +105,42 @@ def gather(recipe: Recipe, run: RunFolder, precision: str, ds_version: str, gpu_
                               f"run `fbtool calibrate -o {run.root}` first, or target --deepstream 9.x")
     b = batch or recipe.input.batch.max
     engine, from_manifest = None, False
-    built = run.stage("build-engine")
-    if built and "engine" in built["artifacts"]:
-        info = built.get("info", {})
-        if info.get("precision", precision) == precision:
-            engine = run.artifact("build-engine", "engine").resolve()
-            from_manifest = True
-            b = batch or int(info.get("max_batch", b))
+    built = _built_engine(run, onnx_path, precision)
+    if built is not None:
+        engine, max_batch = built
+        from_manifest = True
+        if batch not in (None, max_batch):
+            raise FbtoolError(f"--batch-size {batch} differs from the built engine's max batch {max_batch}",
+                              "nvinfer would rebuild the engine; leave --batch-size out or rebuild the engine")
+        b = max_batch
     if engine is None:
         engine = onnx_path.parent / engine_file_name(onnx_path, b, gpu_id, precision)
     return Sources(onnx_path, meta, outputs, engine, from_manifest, b, calib_cache, strongly)
 
 
-def parser_lib(run: RunFolder, ds_dir: Path) -> Path:
-    """The parser library built into the run folder, else the place the docs tell users to build it."""
-    lib = run.artifact("parser", "lib", required=False)
-    return (lib or ds_dir / PARSER_LIB).resolve()
+def _built_engine(run: RunFolder, onnx_path: Path, precision: str) -> tuple[Path, int] | None:
+    """The build-engine stage's engine when nvinfer can load it for this config: a TensorRT (not
+    TensorRT-RTX) engine of this precision, built from this very ONNX file."""
+    import json
+
+    mpath = run.artifact("build-engine", "engine_manifest", required=False)
+    engine = run.artifact("build-engine", "engine", required=False)
+    if mpath is None or engine is None:
+        return None
+    m = json.loads(mpath.read_text())
+    if (m.get("tensorrt", {}).get("runtime") != "tensorrt" or m.get("precision") != precision
+            or m.get("onnx", {}).get("file") != onnx_path.name):
+        return None
+    return engine.resolve(), int(m["profile"]["max"][0])
+
+
+def parser_lib(run: RunFolder, ds_dir: Path) -> tuple[Path, int | None]:
+    """The parser library `fbtool build-parser` built into the run folder (and the DeepStream major
+    its object layout targets), else the place the docs tell users to build it."""
+    lib = run.artifact("build-parser", "lib", required=False)
+    if lib is None:
+        return (ds_dir / PARSER_LIB).resolve(), None
+    return lib.resolve(), (run.stage("build-parser") or {}).get("info", {}).get("ds_major")
 
 
 def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, labels_path: Path, lib: Path,
@@ -154,7 +174,7 @@ def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, 
         ("output-blob-names", src.output_names, "the ONNX outputs; the parser finds layers by name"),
         ("labelfile-path", str(labels_path), None),
         ("num-detected-classes", len(labels), None),
-        ("custom-lib-path", str(lib), "built by the parser stage (plugins/)"),
+        ("custom-lib-path", str(lib), "built by `fbtool build-parser` (plugins/)"),
     ]
     if mask:
         prop += [
@@ -202,7 +222,12 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
     labels_path = target / "labels.txt"
     infer_path = target / infer_config_name(recipe.name)
     app_path = target / f"deepstream_app_{recipe.name}.txt"
-    lib = parser_lib(run, target)
+    lib, lib_major = parser_lib(run, target)
+    ds_major = keys._vt(ds_version)[0]
+    if lib_major is not None and (lib_major >= 9) != (ds_major >= 9):
+        raise FbtoolError(f"the parser in {lib.parent} was built for the DeepStream {lib_major}.x object layout, "
+                          f"the target is DeepStream {ds_version}",
+                          f"rebuild it: `fbtool build-parser -o {run.root} --ds-major {9 if ds_major >= 9 else 8}`")
 
     infer_text = render(infer_groups(recipe, src, precision, ds_version, labels_path, lib, gpu_id, mask),
                         header(recipe, ds_version, precision, "Gst-nvinfer config"))

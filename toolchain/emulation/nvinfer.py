@@ -124,7 +124,23 @@ class NvInferEmulator:
         if not self.func:
             raise FbtoolError(f"{c.path} names no custom parse function", "nvinfer needs one for fbtool models")
         self.runner = runner or self._default_runner()
-        self.parser = parser
+        self.parser = self.harness_for(self.config) if parser == "compiled" else parser
+
+    @staticmethod
+    def harness_for(config: NvInferConfig):
+        """The compiled parser at the config's custom-lib-path, driven through the C++ harness that
+        `fbtool build-parser` builds beside it (the same g++, the same ABI header)."""
+        from ..parser.build import HARNESS_NAME
+        from ..parser.harness import ParserHarness
+
+        lib = config.file("custom-lib-path")
+        if lib is None or not lib.is_file():
+            raise FbtoolError(f"custom-lib-path {lib} does not exist", "run `fbtool build-parser` and emit the "
+                              "config again (`fbtool deepstream`) so that it points at the built library")
+        harness = lib.parent / HARNESS_NAME
+        if not harness.is_file():
+            raise FbtoolError(f"no {HARNESS_NAME} beside {lib}", "build the parser with `fbtool build-parser`")
+        return ParserHarness((lib, harness))
 
     def _default_runner(self):
         from ..runners import OrtRunner
