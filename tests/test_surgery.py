@@ -14,7 +14,7 @@ from onnx import helper, numpy_helper
 from toolchain.errors import FbtoolError
 from toolchain.surgery import PassContext, apply, pass_names, run_passes
 from toolchain.surgery._graph import to_graph, to_model
-from toolchain.surgery.parity import DECODE_TOL_PX, postprocess_decoded, reference_decoded
+from toolchain.surgery.parity import DECODE_TOL_PX, reference_decoded
 
 OPSET = 18
 
@@ -313,7 +313,7 @@ def test_decoded_default_model_matches_reference_on_real_frames(recipe, onnx_pat
         assert np.abs(dec_i["det_landmarks"] - ref["det_landmarks"]).max() <= DECODE_TOL_PX
         np.testing.assert_array_equal(dec_i["det_scores"], ref["det_scores"])
         for thr in (None, 0.02):  # the recipe's threshold, and the evaluation one (40-60 candidates a frame)
-            want, got = postprocess(raw_i, recipe, score_threshold=thr), postprocess_decoded(dec_i, recipe, thr)
+            want, got = postprocess(raw_i, recipe, score_threshold=thr), postprocess(dec_i, recipe, score_threshold=thr)
             assert len(got) == len(want)
             if len(want):
                 assert np.abs(got.boxes - want.boxes).max() <= DECODE_TOL_PX

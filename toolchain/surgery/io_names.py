@@ -10,10 +10,10 @@ outputs are ordered boxes, scores, landmarks (the parser still finds them by nam
 from __future__ import annotations
 
 from ..errors import FbtoolError
+from ..reference.detections import DECODED  # the reference post-processing reads these names too
 from ._graph import BATCH, finish, unique_name
 
 ROLES = ("boxes", "scores", "landmarks")
-DECODED = {"boxes": "det_boxes", "scores": "det_scores", "landmarks": "det_landmarks"}
 
 
 def raw_names(recipe) -> dict[str, str]:

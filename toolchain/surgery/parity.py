@@ -4,7 +4,8 @@ Raw layout: every output must equal the source's (same names) within the export 
 Decoded layout: det_* must equal toolchain.reference's decode of the source's raw heads (float64),
 with the same top-K selection (stable sort: ties keep the lower anchor index) and prefilter;
 boxes and landmarks within DECODE_TOL_PX pixels. On top, the faces a parser would report
-(threshold + reference NMS, `postprocess_decoded`) must match `reference.postprocess`.
+(reference.postprocess reads the decoded layout too: threshold, top-k, NMS) must match the faces
+reference.postprocess finds from the source's raw heads.
 """
 
 from __future__ import annotations
@@ -15,27 +16,10 @@ from ..errors import FbtoolError
 from ..reference.anchors import anchors_for
 from ..reference.decode import decode_boxes, decode_landmarks
 from ..reference.detections import Detections, postprocess, split_batch
-from ..reference.nms import nms
 from .io_names import DECODED
 
 DECODE_TOL_PX = 1e-3  # decoded boxes/landmarks vs the float64 reference, network-input pixels
 SCORE_TOL = 1e-6
-
-
-def postprocess_decoded(outputs: dict[str, np.ndarray], recipe, score_threshold: float | None = None) -> Detections:
-    """What a parser does with the decoded layout (one image): threshold, pre-NMS top-k, reference NMS."""
-    t = recipe.thresholds
-    thr = t.score if score_threshold is None else score_threshold
-    scores = np.asarray(outputs[DECODED["scores"]]).reshape(-1)
-    boxes = np.asarray(outputs[DECODED["boxes"]]).reshape(-1, 4)
-    keep = np.nonzero(scores > thr)[0]
-    lms = None
-    if DECODED["landmarks"] in outputs:
-        lms = np.asarray(outputs[DECODED["landmarks"]]).reshape(len(scores), -1, 2)[keep]
-    cand = Detections(boxes[keep], scores[keep], lms)
-    if len(cand) > t.pre_nms_top_k:
-        cand = cand.take(np.argsort(-cand.scores, kind="stable")[: t.pre_nms_top_k])
-    return cand.take(nms(cand.boxes, cand.scores, t.nms_iou, t.top_k))
 
 
 def reference_decoded(raw: dict[str, np.ndarray], recipe, width: int, height: int, top_k: int = 0,
@@ -100,7 +84,7 @@ def check_parity(source, surgered, recipe, settings, layout: str, batches=(1, 4)
             rows += [dict(row, image=i) for row in
                      _rows(reference_decoded(r_i, recipe, w, h, settings.top_k, settings.score_prefilter), c_i, b)]
             if b == max(batches):
-                ref_faces, new_faces = postprocess(r_i, recipe), postprocess_decoded(c_i, recipe)
+                ref_faces, new_faces = postprocess(r_i, recipe), postprocess(c_i, recipe)
                 ok, err = _faces_match(ref_faces, new_faces)
                 faces["reference"] += len(ref_faces)
                 faces["surgered"] += len(new_faces)
