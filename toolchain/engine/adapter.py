@@ -90,6 +90,11 @@ class Backend:
         return {"version_compatible": version_compatible, "hardware_compatibility": hardware_compat}
 
 
+def dims_list(dims: Any) -> list[int]:
+    """trt.Dims -> list of ints (Dims is indexable; the stubs do not declare it iterable)."""
+    return [int(dims[i]) for i in range(len(dims))]
+
+
 def load_backend(runtime: str) -> Backend:
     return Backend(runtime)
 

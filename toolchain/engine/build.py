@@ -27,7 +27,7 @@ from ..fsutil import sha256_file, write_bytes, write_json
 from ..manifest import RunFolder, fingerprint
 from ..recipe import Recipe
 from . import decisions as D
-from .adapter import Backend, GpuInfo, cuda_runtime_version, gpu_info, load_backend
+from .adapter import Backend, GpuInfo, cuda_runtime_version, dims_list, gpu_info, load_backend
 from .manifest import SCHEMA
 from .naming import engine_file_name, manifest_path, rtx_engine_file_name
 
@@ -135,8 +135,8 @@ def _build(backend: Backend, onnx_path: Path, plan: D.BuildPlan, profile: D.Prof
         why = errors[-1] if errors else "no message from TensorRT"
         raise FbtoolError(f"{backend.runtime} {backend.version} failed to build the engine: {why[:200]}",
                           "rerun with -v; try a larger --workspace-mb or --opt-level 0")
-    io = [{"name": t.name, "mode": "input", "dtype": t.dtype.name, "shape": list(t.shape)} for t in inputs]
-    io += [{"name": t.name, "mode": "output", "dtype": t.dtype.name, "shape": list(t.shape)} for t in outputs]
+    io = [{"name": t.name, "mode": "input", "dtype": t.dtype.name, "shape": dims_list(t.shape)} for t in inputs]
+    io += [{"name": t.name, "mode": "output", "dtype": t.dtype.name, "shape": dims_list(t.shape)} for t in outputs]
     cache_blob = None
     if cache is not None:
         cache_blob = bytes(memoryview(config.get_timing_cache().serialize()))

@@ -21,24 +21,16 @@ from ..fsutil import write_bytes
 from . import decisions as D
 
 
-def cache_header(cache: bytes) -> str:
-    return cache.split(b"\n", 1)[0].decode("ascii", "replace").strip()
+def cache_usable(blob: bytes, trt_version: str) -> bool:
+    """True when TensorRT `trt_version` would take this legacy cache instead of recalibrating
+    (the header's NV_TENSORRT_VERSION must match; toolchain.calibrate.cache parses it)."""
+    from ..calibrate.cache import parse_cache
 
-
-def cache_tag(version: str) -> str:
-    """The version digits TensorRT writes in the cache header (NV_TENSORRT_VERSION).
-
-    TensorRT 10+: major*10000 + minor*100 + patch (10.3.0 -> 100300); TensorRT 8: major*1000 + ...
-    """
-    v = D.parse_version(version) + (0, 0, 0)
-    major, minor, patch = v[0], v[1], v[2]
-    return str(major * 10000 + minor * 100 + patch) if major >= 10 else str(major * 1000 + minor * 100 + patch)
-
-
-def cache_matches(cache: bytes, version: str) -> bool:
-    head = cache_header(cache)
-    parts = head.split("-")
-    return len(parts) >= 3 and parts[0] == "TRT" and parts[1] == cache_tag(version)
+    try:
+        cache = parse_cache(blob.decode("ascii"))
+        return cache.matches(".".join(str(n) for n in D.parse_version(trt_version)[:3]))
+    except (FbtoolError, UnicodeDecodeError):
+        return False
 
 
 def _load_batches(recipe, run, batch: int) -> list[Any]:
@@ -69,7 +61,7 @@ def make_calibrator(backend, recipe, run, profile: D.Profile, cache_target: Path
     cache_in: bytes | None = None
     if existing is not None:
         blob = Path(existing).read_bytes()
-        if cache_matches(blob, backend.version):
+        if cache_usable(blob, backend.version):
             cache_in = blob
     batches = [] if cache_in is not None else _load_batches(recipe, run, batch)
     if cache_in is None and not batches:
@@ -96,7 +88,8 @@ def make_calibrator(backend, recipe, run, profile: D.Profile, cache_target: Path
             self.index += 1
             return [int(self.device.data_ptr())]
 
-        def read_calibration_cache(self) -> bytes | None:
+        # None means "no cache, calibrate" (TensorRT's documented Python idiom); the stubs say Buffer.
+        def read_calibration_cache(self) -> bytes | None:  # type: ignore[override]
             return cache_in
 
         def write_calibration_cache(self, cache: Any) -> None:

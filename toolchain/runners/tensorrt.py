@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..engine.adapter import dims_list
 from ..errors import FbtoolError
 
 # trt.DataType member name -> torch dtype name. Pure data, so it is tested without TensorRT.
@@ -145,7 +146,7 @@ class TensorRTRunner:
             ctx.set_tensor_address(self.input_name, int(inp.data_ptr()))
             outs: dict[str, Any] = {}
             for name in self.output_names:
-                shape = tuple(ctx.get_tensor_shape(name))
+                shape = tuple(dims_list(ctx.get_tensor_shape(name)))
                 outs[name] = torch.empty(shape, dtype=getattr(torch, self.dtypes[name]), device=self.device)
                 ctx.set_tensor_address(name, int(outs[name].data_ptr()))
             if not ctx.execute_async_v3(self.stream.cuda_stream):
