@@ -26,6 +26,7 @@ class Reference:
     detections: list
     outputs: dict[str, np.ndarray]  # raw outputs, frames concatenated on axis 0
     frames: int
+    baseline: dict[str, np.ndarray] | None = None  # fp32 ONNX outputs, for layouts torch does not produce
 
 
 class _Recorder:
@@ -98,9 +99,26 @@ def reference_run(recipe, frames, torch_runner=None, batch: int = 4) -> Referenc
     return Reference(dets, rec.concatenated(), len(dets))
 
 
+def _baseline_outputs(ref: Reference, baseline_onnx, frames, recipe, batch: int) -> dict[str, np.ndarray]:
+    """fp32 ONNX outputs on the gate frames (computed once per Reference)."""
+    from ..detector import detect_frames
+    from ..runners import OrtRunner
+
+    if ref.baseline is None:
+        rec = _Recorder(OrtRunner(baseline_onnx))
+        detect_frames(_images(frames), recipe, rec, batch=batch)
+        ref.baseline = rec.concatenated()
+    return ref.baseline
+
+
 def accuracy_gate(recipe, candidate_onnx, frames: Sequence, precision: str = "int8", reference: Reference | None = None,
-                  calibration_hashes: set[str] | None = None, batch: int = 4) -> dict:
-    """Compare `candidate_onnx` with PyTorch fp32 on `frames`; returns figures, thresholds and `passed`."""
+                  calibration_hashes: set[str] | None = None, batch: int = 4, baseline_onnx=None) -> dict:
+    """Compare `candidate_onnx` with PyTorch fp32 on `frames`; returns figures, thresholds and `passed`.
+
+    Detections are always compared with PyTorch. Per-output tensor errors are against PyTorch's
+    outputs where the names match (raw layout), else against `baseline_onnx` (the fp32 model the
+    candidate was made from, e.g. a graph with in-graph decode).
+    """
     from ..detector import detect_frames
     from ..metrics import compare_detections, tensor_stats
 
@@ -115,8 +133,11 @@ def accuracy_gate(recipe, candidate_onnx, frames: Sequence, precision: str = "in
                        f"the {precision} model {os.path.basename(str(candidate_onnx))}")
     summary, matches = compare_detections(ref.detections, dets, iou_threshold=0.5, with_masks=False)
     deltas = np.asarray([d for m in matches for d in m.score_deltas], dtype=np.float64)
-    tensors = {k: tensor_stats(ref.outputs[k], outs[k]) for k in outs
-               if k in ref.outputs and ref.outputs[k].shape == outs[k].shape}
+    against = ref.outputs
+    if baseline_onnx is not None and not set(outs) & set(ref.outputs):
+        against = _baseline_outputs(ref, baseline_onnx, frames, recipe, batch)
+    tensors = {k: tensor_stats(against[k], outs[k]) for k in outs
+               if k in against and against[k].shape == outs[k].shape}
     tol = recipe.tolerances
     limits = ({"f1": tol.int8_f1, "mean_iou": tol.int8_mean_iou} if precision.startswith("int8")
               else {"f1": tol.fp16_f1})

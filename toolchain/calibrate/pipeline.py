@@ -72,7 +72,7 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
     failed: list[str] = []
 
     def gate(key: str, path: Path, precision: str, extra: dict) -> None:
-        g = accuracy_gate(recipe, path, gate_frames, precision, reference, cs.source_hashes)
+        g = accuracy_gate(recipe, path, gate_frames, precision, reference, cs.source_hashes, baseline_onnx=src)
         info["products"][key] = {"file": path.name, "gate": g, **extra}
         if g["passed"]:
             artifacts[key] = path
