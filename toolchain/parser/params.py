@@ -26,14 +26,20 @@ def model_params(recipe, meta: dict | None = None, source: str | None = None) ->
                 f"the ONNX model was exported from another recipe (hash {meta.get('recipe_hash')}, "
                 f"recipe {recipe.name} is {recipe.hash})",
                 "export again with this recipe, or pass the recipe the model was made from")
-        for key in ("input", "anchors", "outputs", "thresholds", "mask"):
+        for key in ("input", "anchors", "thresholds", "mask"):
             if isinstance(meta.get(key), dict):
                 d[key] = {**d[key], **meta[key]}
         if meta.get("labels"):
             d["labels"] = list(meta["labels"])
     decoded = dict(DECODED_OUTPUTS)
-    if meta and isinstance(meta.get("decoded_outputs"), dict):
-        decoded.update({k: v for k, v in meta["decoded_outputs"].items() if k in decoded})
+    mo = (meta or {}).get("outputs")
+    if isinstance(mo, dict):
+        # After decode-in-graph surgery, fbtool.outputs names the decoded tensors; the raw names
+        # (still read by the parser for raw engines) stay the recipe's.
+        if (meta or {}).get("output_layout") == "decoded":
+            decoded.update({k: mo[k] for k in decoded if mo.get(k)})
+        else:
+            d["outputs"] = {**d["outputs"], **{k: v for k, v in mo.items() if k in d["outputs"]}}
     a, o, m = d["anchors"], d["outputs"], d["mask"]
     params = {
         "recipe": recipe.name,
