@@ -67,6 +67,21 @@ def test_calibration_set_is_nvinfer_preprocessing_exactly(calibrated, recipe):
     assert sum(1 for _ in cs) == len(batches)  # re-iterable: the statistics pass iterates twice
 
 
+def test_calibration_set_from_image_and_mp4(tmp_path, recipe, classroom_frame):
+    import cv2
+
+    from toolchain.calibrate.dataset import build_calibration_set, load_calibration_set
+
+    png = tmp_path / "still.png"
+    cv2.imwrite(str(png), classroom_frame)
+    mp4 = "one-by-one-person-detection.mp4"  # 1394 frames: 3 wanted -> spread 464 frames apart
+    build_calibration_set(recipe, [str(png), mp4], 4, tmp_path / "calib", validation=["people-detection.gif"])
+    cs = load_calibration_set(tmp_path / "calib", recipe)
+    assert [(f["source"], f["index"]) for f in cs.manifest["frames"]] == [
+        (str(png), 0), (mp4, 0), (mp4, 464), (mp4, 928)]
+    assert cs.array().shape == (4, 3, recipe.input.height, recipe.input.width)
+
+
 def test_preprocess_hash_mismatch_is_refused(calibrated, recipe):
     from toolchain.calibrate.dataset import load_calibration_set
 

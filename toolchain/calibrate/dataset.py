@@ -63,15 +63,25 @@ def check_disjoint(calibration: Sequence[str | os.PathLike], validation: Sequenc
 
 
 def sample_frames(sources: Sequence[str | os.PathLike], count: int) -> list[Frame]:
-    """`count` frames spread evenly over each source (images give one frame each)."""
+    """About `count` frames: one per image, the rest spread evenly over each video's length."""
     if count < 1:
         raise FbtoolError(f"frame count must be >= 1, got {count}")
-    from ..media import iter_frames
+    from ..media import is_image, iter_frames
 
     files = _source_files(sources)
+    # An image gives one frame; the rest of the count is shared evenly by the videos.
+    images = [is_image(p) for _, p, _ in files]
+    n_vid = len(files) - sum(images)
+    rest = max(count - sum(images), 0)
+    shares, k = [], 0
+    for img in images:
+        if img:
+            shares.append(1)
+        else:
+            shares.append(rest // n_vid + (1 if k < rest % n_vid else 0))
+            k += 1
     frames: list[Frame] = []
-    for i, (name, path, sha) in enumerate(files):
-        want = count // len(files) + (1 if i < count % len(files) else 0)
+    for (name, path, sha), want in zip(files, shares):
         if want == 0:
             continue
         total = video_info(path).get("frames") or 0

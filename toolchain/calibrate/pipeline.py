@@ -32,7 +32,8 @@ def _key(base: str, method: str, primary: str) -> str:
 
 def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy",), fp16: bool = True,
               sources: Sequence[str] | None = None, frames: int = 64, eval_frames: int = 40,
-              trt_version: str = "10.3") -> dict:
+              trt_version: str = "10.3", validation: Sequence[str] | None = None) -> dict:
+    """Calibrate the run folder's model. `sources`/`validation` default to the recipe's media lists."""
     from .cache import ALGORITHMS, trt_version_number, write_cache
     from .dataset import build_calibration_set, sample_frames
     from .fp16 import convert_fp16
@@ -50,10 +51,10 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
     trt_number = trt_version_number(trt_version)  # validates before any work
     run = RunFolder(out)
     src = input_model(run)
-    validation = list(recipe.validation_media)
+    validation = list(validation) if validation else list(recipe.validation_media)
     if not validation:
         raise FbtoolError(f"recipe {recipe.name} lists no validation_media for the accuracy gate",
-                          "add held-out clips to validation_media in the recipe")
+                          "add held-out clips to validation_media in the recipe, or pass --eval-source")
     sources = list(sources) if sources else list(recipe.calibration_media)
     folder = run.root / CALIB_DIR
 
@@ -96,7 +97,7 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
     info["seconds"] = round(time.perf_counter() - t0, 1)
     run.record("calibrate", artifacts, info, recipe=recipe,
                inputs=fingerprint(recipe.hash, src, methods, fp16, [str(s) for s in sources], frames, eval_frames,
-                                  trt_version))
+                                  trt_version, [str(v) for v in validation]))
     if failed:
         raise FbtoolError(f"accuracy gate failed for {failed[0]}",
                           "figures are in the manifest; try --method max/entropy, more --frames, or other --source clips")

@@ -16,19 +16,22 @@ from ._common import load, out_option, recipe_option, success
 @click.option("--no-int8", is_flag=True, help="Skip INT8 (only FP16).")
 @click.option("--source", "sources", multiple=True, metavar="FILE",
               help="Calibration image/GIF/MP4 (repeatable). Default: the recipe's calibration_media.")
+@click.option("--eval-source", "eval_sources", multiple=True, metavar="FILE",
+              help="Held-out clip for the accuracy gate (repeatable). Default: the recipe's validation_media.")
 @click.option("--frames", type=click.IntRange(1, 4096), default=64, show_default=True, help="Calibration frames.")
 @click.option("--eval-frames", type=click.IntRange(1, 4096), default=40, show_default=True,
               help="Held-out validation frames for the accuracy gate.")
 @click.option("--trt-version", default="10.3", show_default=True,
               help="TensorRT version the legacy cache is for (10.3 = DeepStream 7.1; 10.16 = DeepStream 9.1).")
-def command(recipe, out, method, fp16, no_int8, sources, frames, eval_frames, trt_version):
+def command(recipe, out, method, fp16, no_int8, sources, eval_sources, frames, eval_frames, trt_version):
     """INT8 (Model Optimizer Q/DQ + TensorRT cache) and FP16 (AutoCast) models, gated against PyTorch fp32."""
     from ..calibrate.pipeline import calibrate
 
     t0 = time.perf_counter()
     methods = [] if no_int8 else (["entropy", "max"] if method == "both" else [method])
     info = calibrate(load(recipe), out, methods=methods, fp16=fp16, sources=list(sources) or None, frames=frames,
-                     eval_frames=eval_frames, trt_version=trt_version)
+                     eval_frames=eval_frames, trt_version=trt_version,
+                     validation=list(eval_sources) or None)
     for key, p in info["products"].items():
         g = p["gate"]
         click.echo(f"  {key:<13} F1 {g['f1']:.4f}  mean IoU {g['mean_iou']:.4f}  landmarks {g['mean_landmark_px']:.2f} px"
