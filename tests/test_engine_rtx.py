@@ -91,7 +91,7 @@ def test_rtx_builds_fp32_and_fp16_with_dynamic_batch(recipe, rtx_run):
     # the AutoCast graph keeps fp32 I/O, so the engine's I/O stays FLOAT for nvinfer and the runner
     assert {t["dtype"] for t in m16["io"]} == {"FLOAT"}
     stage = json.loads((rtx_run / "manifest.json").read_text())["stages"]["build-engine"]
-    assert stage["info"]["plan"]["precision"] == "fp16" and stage["info"]["runtime"] == "tensorrt-rtx"
+    assert stage["info"]["precision"] == "fp16" and stage["info"]["runtime"] == "tensorrt-rtx"
 
 
 def test_rtx_builds_surgered_decoded_graph(recipe, exported, tmp_path):

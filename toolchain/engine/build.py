@@ -220,9 +220,11 @@ def build_engine(recipe: Recipe, out: str | Path, opts: BuildOptions, backend: B
     except BaseException:
         engine_path.unlink(missing_ok=True)  # no engine without its manifest
         raise
-    info.update({"seconds": round(seconds, 3), "bytes": len(blob), "manifest": str(mpath), "io": io})
+    info.update({"seconds": round(seconds, 3), "bytes": len(blob), "manifest": str(mpath), "io": io,
+                 "precision": plan.precision})
     p["run"].record(STAGE, {"engine": engine_path, "engine_manifest": mpath},
-                    {k: info[k] for k in ("runtime", "plan", "profile", "seconds", "bytes", "targets", "target")},
+                    {k: info[k] for k in ("runtime", "precision", "plan", "profile", "seconds", "bytes", "targets",
+                                          "target")},
                     inputs=fingerprint(recipe.hash, p["onnx"], asdict(opts), backend.version), recipe=recipe)
     return info
 
