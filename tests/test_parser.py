@@ -97,6 +97,7 @@ def test_build_exports_symbols_and_generated_params(build, recipe, tmp_path):
     assert "kSteps[kNumLevels] = {8, 16, 32};" in text
     assert "kMinSizes[6] = {10.0, 20.0, 32.0, 64.0, 128.0, 256.0};" in text
     assert 'kBoxesLayer = "loc";' in text and "kMaskResolution = 32;" in text and "kVariance1 = 0.2;" in text
+    assert "kNmsIou = 0.4;" in text and "kPreNmsTopK = 5000;" in text and "kTopK = 750;" in text
     assert not list(Path(build.lib).parent.parent.glob(".parser-*")), "temporary build folder left behind"
     again = build_parser(recipe, Path(build.lib).parent.parent)
     assert not again.rebuilt and again.lib == build.lib
@@ -179,16 +180,18 @@ def test_bbox_after_nms_matches_reference_postprocess(harness, recipe, frame_out
 
 
 def test_mask_matches_reference(harness, recipe, frame_outputs):
+    """nvinfer clusters nothing for instance masks (cluster-mode=4 only), so the mask parser runs the
+    reference NMS itself: its faces are reference.postprocess()'s, best first, with their masks."""
     thr, res = recipe.thresholds.score, recipe.mask.resolution
     tilted = 0
     for out in frame_outputs:
         objs = harness.parse_mask(out, W, H, [thr])
-        ref = candidates(out, recipe, W, H, thr)
+        ref = postprocess(out, recipe, score_threshold=thr)
         assert_same_faces(objs, ref)
-        boxes = harness.parse_bbox(out, W, H, [thr])
-        assert [(o["left"], o["width"]) for o in objs] == [(o["left"], o["width"]) for o in boxes]
-        # The parser keeps the reference's candidate order (anchor order), so pair by index.
+        assert len(objs) < len(candidates(out, recipe, W, H, thr)) or len(objs) <= 1
+        # Same order as the reference's NMS (best first), so pair by index.
         for o, rm, i in zip(objs, reference_masks(ref, recipe), range(len(ref))):
+            assert abs(o["confidence"] - ref.scores[i]) < 1e-6
             assert o["mask"].shape == (res, res) and o["mask_size"] == res * res * 4
             assert mask_iou(o["mask"], rm) >= recipe.tolerances.mask_iou
             assert np.abs(o["mask"] - rm).max() < 1e-3
@@ -200,9 +203,10 @@ def test_fp16_layers(harness, recipe, frame_outputs):
     thr = recipe.thresholds.score
     for out in frame_outputs[:2]:
         half = {k: v.astype(np.float16) for k, v in out.items()}
-        ref = candidates({k: v.astype(np.float32) for k, v in half.items()}, recipe, W, H, thr)
-        assert_same_faces(harness.parse_bbox(half, W, H, [thr]), ref)
+        up = {k: v.astype(np.float32) for k, v in half.items()}
+        assert_same_faces(harness.parse_bbox(half, W, H, [thr]), candidates(up, recipe, W, H, thr))
         objs = harness.parse_mask(half, W, H, [thr])
+        ref = postprocess(up, recipe, score_threshold=thr)
         assert_same_faces(objs, ref)
         assert min(paired_mask_ious(objs, ref, recipe), default=1.0) >= recipe.tolerances.mask_iou
     mixed = dict(frame_outputs[0], conf=frame_outputs[0]["conf"].astype(np.float16))
@@ -220,7 +224,9 @@ def test_onnxruntime_outputs(harness, recipe, onnx_path, classroom_frame, headpo
         order = list(reversed(runner.output_names))
         ref = candidates(out, recipe, W, H, recipe.thresholds.score)
         assert len(ref) > 0
-        assert_same_faces(harness.parse_mask(out, W, H, [recipe.thresholds.score], order=order), ref)
+        assert_same_faces(harness.parse_bbox(out, W, H, [recipe.thresholds.score], order=order), ref)
+        assert_same_faces(harness.parse_mask(out, W, H, [recipe.thresholds.score], order=order),
+                          postprocess(out, recipe))
 
 
 def test_decoded_layout(harness, recipe, frame_outputs):
@@ -236,13 +242,27 @@ def test_decoded_layout(harness, recipe, frame_outputs):
         ref = candidates(out, recipe, W, H, thr)
         assert_same_faces(harness.parse_bbox(decoded, W, H, [thr]), ref)
         objs = harness.parse_mask(decoded, W, H, [thr])
+        ref = postprocess(out, recipe, score_threshold=thr)
         assert_same_faces(objs, ref)
         assert min(paired_mask_ious(objs, ref, recipe), default=1.0) >= recipe.tolerances.mask_iou
         # [K, 1] scores and a top-K subset are the same layout
         k = np.argsort(-decoded["det_scores"])[:50]
         top = {"det_boxes": decoded["det_boxes"][k], "det_scores": decoded["det_scores"][k, None],
                "det_landmarks": decoded["det_landmarks"][k]}
-        assert len(harness.parse_bbox(top, W, H, [thr])) == len(ref)
+        assert len(harness.parse_bbox(top, W, H, [thr])) == len(candidates(out, recipe, W, H, thr))
+        assert len(harness.parse_mask(top, W, H, [thr])) == len(ref)
+
+
+def test_mask_parser_nms_settings(harness, recipe, frame_outputs):
+    """Clustering settings are the recipe's (baked into the header): no kept pair overlaps more
+    than nms_iou, and a low threshold (many candidates) still agrees with the reference."""
+    from toolchain.reference.nms import iou_matrix
+
+    for out in frame_outputs:
+        objs = harness.parse_mask(out, W, H, [0.05])
+        assert_same_faces(objs, postprocess(out, recipe, score_threshold=0.05))
+        b = to_detections(objs).boxes
+        assert not (np.triu(iou_matrix(b, b), 1) > recipe.thresholds.nms_iou + 0.02).any()
 
 
 def test_threshold_comes_from_params(harness, recipe, frame_outputs):
@@ -388,7 +408,7 @@ def test_surgery_decoded_model_end_to_end(recipe, onnx_path, classroom_frame, he
     with ParserHarness({"lib": run.artifact("build-parser", "lib"), "harness": run.artifact("build-parser", "harness")}) as h:
         for r, d in zip(raw, split_batch(dec.infer({recipe.input.name: x}))):
             assert set(d) == {"det_boxes", "det_scores", "det_landmarks"} and d["det_scores"].shape == (750,)
-            ref = candidates(r, recipe, W, H, recipe.thresholds.score)
+            ref = postprocess(r, recipe)
             objs = h.parse_mask(d, W, H, [recipe.thresholds.score], order=dec.output_names)
             assert_same_faces(objs, ref, box_px=recipe.tolerances.box_px)
             assert min(paired_mask_ious(objs, ref, recipe)) >= recipe.tolerances.mask_iou

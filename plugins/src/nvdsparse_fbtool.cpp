@@ -5,8 +5,11 @@
  *   NvDsInferParseFbtoolFaceMask  instance-mask parser   (parse-bbox-instance-mask-func-name)
  *
  * Both read either the raw heads (box deltas, class probabilities, landmark deltas; decoded here
- * with the recipe's anchors) or the graph-decoded outputs (det_boxes / det_scores / det_landmarks).
- * They only threshold (params.perClassPreclusterThreshold[0]); clustering is nvinfer's job.
+ * with the recipe's anchors) or the graph-decoded outputs (det_boxes / det_scores / det_landmarks)
+ * and threshold with params.perClassPreclusterThreshold[0]. The bbox parser stops there:
+ * clustering is nvinfer's job (cluster-mode=2). nvinfer runs no clustering at all for instance
+ * masks (network-type=3 accepts only cluster-mode=4), so the mask parser also runs the
+ * reference's pre-NMS top-k, greedy NMS and top-k (toolchain/reference: detections.postprocess).
  * Every formula follows the Python reference (toolchain/reference: anchors.py, decode.py,
  * masks.py) operation by operation, in double precision, rounding to float where it does, so the
  * tests can hold the two to sub-pixel agreement.
@@ -369,6 +372,41 @@ void fill_box(T& obj, const Face& f, float x1, float y1, float x2, float y2) {
   obj.detectionConfidence = f.score;
 }
 
+// ---------------------------------------------------------------- NMS (toolchain/reference/nms.py)
+// IoU of two xyxy boxes, operation for operation as reference.nms.iou_matrix (areas w*h, no +1).
+double iou(const Face& a, const Face& b) {
+  const double w = std::max(std::min(a.x2, b.x2) - std::max(a.x1, b.x1), 0.0);
+  const double h = std::max(std::min(a.y2, b.y2) - std::max(a.y1, b.y1), 0.0);
+  const double inter = w * h;
+  const double area_a = std::max(a.x2 - a.x1, 0.0) * std::max(a.y2 - a.y1, 0.0);
+  const double area_b = std::max(b.x2 - b.x1, 0.0) * std::max(b.y2 - b.y1, 0.0);
+  const double uni = area_a + area_b - inter;
+  return uni > 0 ? inter / uni : 0.0;
+}
+
+// Indices kept, best first: stable sort by score (ties keep the lower index), pre-NMS top-k,
+// greedy suppression of IoU > kNmsIou against every kept face (on the unclipped boxes), top-k.
+std::vector<size_t> cluster(const std::vector<Face>& faces) {
+  std::vector<size_t> order(faces.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return faces[a].score > faces[b].score; });
+  if (kPreNmsTopK > 0 && order.size() > static_cast<size_t>(kPreNmsTopK)) order.resize(kPreNmsTopK);
+  std::vector<size_t> keep;
+  for (size_t i : order) {
+    bool suppressed = false;
+    for (size_t k : keep) {
+      if (iou(faces[k], faces[i]) > kNmsIou) {
+        suppressed = true;
+        break;
+      }
+    }
+    if (suppressed) continue;
+    keep.push_back(i);
+    if (kTopK > 0 && keep.size() >= static_cast<size_t>(kTopK)) break;
+  }
+  return keep;
+}
+
 // ---------------------------------------------------------------- masks (toolchain/reference/masks.py)
 struct Ellipse {
   double cx, cy, a, b, tilt;
@@ -445,8 +483,10 @@ FBTOOL_EXPORT bool NvDsInferParseFbtoolFaceMask(std::vector<NvDsInferLayerInfo> 
   try {
     std::vector<Face> faces;
     if (!collect(outputLayersInfo, networkInfo, detectionParams, true, faces)) return false;
-    objectList.reserve(start + faces.size());
-    for (const Face& f : faces) {
+    const std::vector<size_t> keep = cluster(faces);
+    objectList.reserve(start + keep.size());
+    for (size_t idx : keep) {
+      const Face& f = faces[idx];
       float x1, y1, x2, y2;
       if (!clip_box(f, networkInfo, x1, y1, x2, y2)) continue;
       NvDsInferInstanceMaskInfo obj{};
