@@ -45,10 +45,11 @@ def infer_config_name(model: str) -> str:
 
 
 def engine_file_name(model_file: str | Path, batch: int, gpu_id: int, precision: str) -> str:
-    """nvinfer's own name for the engine it builds from `model_file` (REFERENCE.md 4)."""
-    if precision not in PRECISIONS:
-        raise FbtoolError(f"unknown precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
-    return f"{Path(model_file).name}_b{batch}_gpu{gpu_id}_{precision}.engine"
+    """nvinfer's own name for the engine it builds from `model_file` (REFERENCE.md 4); the one
+    naming rule lives in toolchain.engine.naming, shared with `fbtool build-engine`."""
+    from ..engine.naming import engine_file_name as nvinfer_name
+
+    return nvinfer_name(Path(model_file).name, batch, precision, gpu_id)
 
 
 def deployed_onnx(run: RunFolder) -> Path:

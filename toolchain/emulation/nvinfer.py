@@ -143,8 +143,16 @@ class NvInferEmulator:
         return ParserHarness((lib, harness))
 
     def _default_runner(self):
+        """The engine at model-engine-file where it exists and TensorRT runs here (its outputs then
+        come in engine I/O order, as nvinfer hands them over), else onnxruntime on onnx-file."""
         from ..runners import OrtRunner
 
+        engine = self.config.file("model-engine-file")
+        if engine is not None and engine.is_file():
+            from ..runners.tensorrt import TensorRTRunner
+
+            if TensorRTRunner.available("tensorrt")[0]:
+                return TensorRTRunner(engine)
         onnx = self.config.file("onnx-file")
         if onnx is None:
             raise FbtoolError(f"{self.config.path} has no onnx-file", "the emulation runs the ONNX with onnxruntime")
