@@ -238,3 +238,15 @@ def test_rtx_engines_only_on_rtx_and_target_cc():
     trt_engine = _manifest()
     assert "TensorRT-RTX cannot load" in check_compatible(trt_engine, RunningInfo("tensorrt-rtx", "1.7.1", None,
                                                                                   "8.6"))[0][0]
+
+
+# ---- GPU facts -----------------------------------------------------------------------------
+
+def test_parse_nvidia_smi():
+    from toolchain.engine.adapter import parse_nvidia_smi
+
+    # as printed on the lent H100 machine (driver 580)
+    banner = "| NVIDIA-SMI 580.159.04   Driver Version: 580.159.04   CUDA Version: 13.0     |"
+    g = parse_nvidia_smi("NVIDIA H100 80GB HBM3, 9.0, 580.159.04\n", banner)
+    assert (g.name, g.cc, g.driver, g.cuda_driver) == ("NVIDIA H100 80GB HBM3", "9.0", "580.159.04", "13.0")
+    assert parse_nvidia_smi("") is None and parse_nvidia_smi("No devices were found") is None

@@ -155,3 +155,19 @@ def test_rtx_parse_error_is_one_line(recipe, exported, tmp_path):
         build_engine(recipe, run, BuildOptions(precision="fp32", **RTX))
     assert "\n" not in str(e.value)
     assert not list(run.glob("*.engine*"))
+
+
+def test_adapter_logger_keeps_tensorrt_errors():
+    """The Python ILogger subclass really receives TensorRT's messages (what build errors quote)."""
+    from toolchain.engine.adapter import Backend
+
+    errors: list[str] = []
+    backend = Backend("tensorrt-rtx")
+    builder = trt_rtx.Builder(backend.logger(errors))
+    network = builder.create_network(backend.network_flags(True))
+    assert network.get_flag(trt_rtx.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    config = builder.create_builder_config()
+    assert backend.apply_target(config, ("SM80", "SM86"), False, "none") == {"targets": ["SM80", "SM86"]}
+    assert config.num_compute_capabilities == 2
+    assert builder.build_serialized_network(network, config) is None  # an empty network has no output
+    assert errors and "at least one output" in errors[-1]

@@ -55,7 +55,7 @@ class Backend:
                 trt.ILogger.__init__(self)
 
             def log(self, severity: Any, msg: str) -> None:
-                if severity <= trt.ILogger.Severity.ERROR:
+                if int(severity) <= int(trt.ILogger.Severity.ERROR):  # INTERNAL_ERROR=0, ERROR=1
                     collect.append(str(msg))
 
         return _Logger()
@@ -112,23 +112,33 @@ class GpuInfo:
                 "index": self.index}
 
 
+def parse_nvidia_smi(query_csv: str, banner: str = "", index: int = 0) -> GpuInfo | None:
+    """GpuInfo from `nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader`
+    and (for the CUDA version the driver supports) plain `nvidia-smi`'s banner."""
+    lines = [ln for ln in query_csv.strip().splitlines() if ln.strip()]
+    if not lines:
+        return None
+    parts = [p.strip() for p in lines[0].split(",")]
+    if len(parts) < 3:
+        return None
+    cuda = banner.split("CUDA Version:")[1].split()[0] if "CUDA Version:" in banner else None
+    return GpuInfo(parts[0], parts[1], parts[2], cuda, index)
+
+
 def gpu_info(index: int = 0) -> GpuInfo | None:
-    """The GPU `index` as nvidia-smi reports it (no CUDA context, no heavy import); None without a GPU."""
+    """The GPU `index` as nvidia-smi reports it (no CUDA context, no heavy import), else as torch sees
+    it; None without a GPU."""
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
             out = subprocess.run([smi, f"--id={index}", "--query-gpu=name,compute_cap,driver_version",
                                   "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
-            head = subprocess.run([smi], capture_output=True, text=True, timeout=20).stdout
+            banner = subprocess.run([smi], capture_output=True, text=True, timeout=20).stdout
+            info = parse_nvidia_smi(out.stdout, banner, index) if out.returncode == 0 else None
+            if info is not None:
+                return info
         except (OSError, subprocess.SubprocessError):
-            out, head = None, ""
-        if out is not None and out.returncode == 0 and out.stdout.strip():
-            parts = [p.strip() for p in out.stdout.strip().splitlines()[0].split(",")]
-            cuda = None
-            if "CUDA Version:" in head:
-                cuda = head.split("CUDA Version:")[1].split()[0]
-            if len(parts) >= 3:
-                return GpuInfo(parts[0], parts[1], parts[2], cuda, index)
+            pass
     try:
         import torch
 
