@@ -72,7 +72,8 @@ def check_parity(source, surgered, recipe, settings, layout: str, batches=(1, 4)
     src, new = OrtRunner(source), OrtRunner(surgered)
     frames = parity_frames(recipe, max(batches))
     w, h = recipe.input.width, recipe.input.height
-    rows, faces = [], {"reference": 0, "surgered": 0, "max_box_px": 0.0, "match": True}
+    rows: list[dict] = []
+    faces: dict = {"reference": 0, "surgered": 0, "max_box_px": 0.0, "match": True}
     for b in batches:
         x, _ = preprocess_batch(frames[:b], recipe)
         feed = {recipe.input.name: x}
@@ -88,7 +89,7 @@ def check_parity(source, surgered, recipe, settings, layout: str, batches=(1, 4)
                 ok, err = _faces_match(ref_faces, new_faces)
                 faces["reference"] += len(ref_faces)
                 faces["surgered"] += len(new_faces)
-                faces["match"] &= ok
+                faces["match"] = faces["match"] and ok
                 faces["max_box_px"] = max(faces["max_box_px"], err)
     worst: dict[str, float] = {}
     for r in rows:

@@ -9,10 +9,15 @@ otherwise the model is converted with onnx.version_converter to the nearest acce
 from __future__ import annotations
 
 from ..errors import FbtoolError
-from ._graph import finish, infer_shapes, replace_input, to_graph, to_model
+from ._graph import const_value, finish, infer_shapes, replace_input, to_graph, to_model
 
 # Dropout in an inference graph is the identity on its first output (is_training is false).
 _PASSTHROUGH = ("Identity", "Dropout")
+
+
+def _truthy_or_unknown(tensor) -> bool:
+    value = const_value(tensor) if tensor.name else None
+    return bool(value) if value is not None else bool(tensor.name)
 
 
 def bypass_passthrough(graph):
@@ -22,6 +27,8 @@ def bypass_passthrough(graph):
             continue
         if node.op == "Dropout" and (len(node.outputs) > 1 and node.outputs[1].outputs):
             continue  # someone reads the mask: not a pass-through
+        if node.op == "Dropout" and len(node.inputs) > 2 and _truthy_or_unknown(node.inputs[2]):
+            continue  # training_mode may be on: leave it (the lint reports it for TensorRT)
         src, dst = node.inputs[0], node.outputs[0]
         if dst in graph.outputs:
             # The output name is the contract: hand it to the producer of src when that is safe.

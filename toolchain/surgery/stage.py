@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import cast
 
 from ..errors import FbtoolError
 from ..fsutil import atomic_path
@@ -27,7 +28,7 @@ def source_onnx(out, onnx: str | Path | None = None) -> Path:
         if not p.is_file():
             raise FbtoolError(f"ONNX file {p} does not exist", "check --onnx")
         return p
-    return RunFolder(out).artifact("export", "onnx")
+    return cast(Path, RunFolder(out).artifact("export", "onnx"))  # required: raises rather than None
 
 
 def lint_only(out, onnx: str | Path | None = None) -> tuple[Path, LintReport]:
