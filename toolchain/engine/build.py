@@ -122,8 +122,9 @@ def _build(backend: Backend, onnx_path: Path, plan: D.BuildPlan, profile: D.Prof
     if timing_cache is not None and backend.timing_cache_supported:
         blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
         cache = config.create_timing_cache(blob)
-        # ignore_mismatch=False: a cache from another TensorRT/GPU is refused, not half-used.
-        if not config.set_timing_cache(cache, False):
+        # ignore_mismatch=False: a cache from another TensorRT/GPU (or a damaged file) is refused and
+        # replaced by a fresh one, never half-used.
+        if cache is None or not config.set_timing_cache(cache, False):
             cache = config.create_timing_cache(b"")
             config.set_timing_cache(cache, False)
     if calibrator is not None:

@@ -80,6 +80,10 @@ class TensorRTRunner:
         errors: list[str] = []
         self.logger = self.backend.logger(errors)
         self.runtime = trt.Runtime(self.logger)
+        if self.manifest.get("portability", {}).get("version_compatible"):
+            # A version-compatible engine carries its lean runtime as host code, which a runtime refuses
+            # to load unless allowed (IRuntime::setEngineHostCodeAllowed).
+            self.runtime.engine_host_code_allowed = True
         engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
             raise FbtoolError(f"{self.backend.runtime} {self.backend.version} cannot deserialize {self.path.name}: "
