@@ -65,7 +65,8 @@ def convert_fp16(src_onnx: str | os.PathLike, calib_batch: np.ndarray, out_path:
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as td, atomic_path(out_path) as tmp:
         data = Path(td) / "calib.npz"
-        np.savez(data, **{input_name: np.ascontiguousarray(calib_batch, dtype=np.float32)})
+        feed: dict = {input_name: np.ascontiguousarray(calib_batch, dtype=np.float32)}
+        np.savez(data, **feed)
         try:
             with quiet(log):
                 model = convert_to_mixed_precision(

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from ..errors import FbtoolError
 from ..manifest import RunFolder, fingerprint
@@ -23,7 +24,8 @@ CALIB_DIR = "calib"
 
 def input_model(run: RunFolder) -> Path:
     """Surgery's output when the run folder has one, else the export."""
-    return run.artifact("surgery", "onnx", required=False) or run.artifact("export", "onnx")
+    p = run.artifact("surgery", "onnx", required=False)
+    return p if p is not None else cast(Path, run.artifact("export", "onnx"))  # required: raises if absent
 
 
 def _key(base: str, method: str, primary: str) -> str:
@@ -65,7 +67,7 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
     stats_path = stats.save(folder / "stats.npz")
     reference = reference_run(recipe, gate_frames)
 
-    artifacts: dict[str, Path] = {"calib_set": folder / "calib_manifest.json", "calib_data": folder / "calib_set.npy",
+    artifacts: dict[str, str | os.PathLike] = {"calib_set": folder / "calib_manifest.json", "calib_data": folder / "calib_set.npy",
                                   "stats": stats_path}
     info: dict = {"input_onnx": os.path.relpath(src, run.root), "calibration_frames": len(cs),
                   "gate_frames": len(gate_frames), "reference_faces": sum(len(d) for d in reference.detections),

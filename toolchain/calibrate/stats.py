@@ -58,7 +58,7 @@ class ActivationStats:
         return {n: max(float(np.float32(t / 127.0)), tiny) for n, t in self.thresholds(method).items()}
 
     def save(self, path: str | os.PathLike) -> Path:
-        arrays = {"names": np.array(self.names), "amax": np.array([self.amax[n] for n in self.names], np.float64),
+        arrays: dict = {"names": np.array(self.names), "amax": np.array([self.amax[n] for n in self.names], np.float64),
                   "hist": np.stack([self.hist.get(n, np.zeros(NUM_BINS)) for n in self.names]).astype(np.int64),
                   "producers": np.array([self.producers.get(n, "") for n in self.names]),
                   "outputs": np.array(self.outputs), "frames": np.array(self.frames)}
