@@ -19,7 +19,8 @@ ONNX_ARTIFACTS = (("surgery", "onnx"), ("export", "onnx"))
               help="DeepStream install holding sources/includes (default /opt/nvidia/deepstream/deepstream; "
                    "when absent, fbtool's own ABI header is used).")
 @click.option("--ds-major", type=click.Choice(["8", "9"]), default="9", show_default=True,
-              help="Object layout for the own ABI header: 8 = DeepStream 8.0 (24 B), 9 = 9.x (28 B).")
+              help="Object layout for the own ABI header: 8 = DeepStream 8.0 (24 B), 9 = 9.x (28 B). "
+                   "With DeepStream's headers their layout applies.")
 @click.option("--force", is_flag=True, help="Rebuild even when the sources and parameters did not change.")
 def command(recipe, out, deepstream_root, ds_major, force):
     """Build the nvinfer custom parser (bbox + face-contour instance mask) with g++."""

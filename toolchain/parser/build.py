@@ -123,7 +123,7 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
     if isinstance(recipe, (str, os.PathLike)):
         from ..recipe import load_recipe
 
-        recipe = load_recipe(recipe)
+        recipe = load_recipe(Path(recipe))
     cxx = _tool(os.environ.get("CXX", "g++"), "build the DeepStream parser",
                 "apt-get install g++ (DeepStream parsers must be built with g++, libstdc++ C++11 ABI)")
     make = _tool("make", "build the DeepStream parser", "apt-get install make")

@@ -104,7 +104,7 @@ class ParserHarness:
         buffer (ndarray | None: a null pointer), optional num_dims / num_elements overrides
         (default len(dims) / product), is_input (0), binding_index (i)."""
         arr = (_Layer * max(len(layers), 1))()
-        keep = []  # owners of every pointer handed to C, alive until the call returns
+        keep: list[object] = []  # owners of every pointer handed to C, alive until the call returns
         for i, d in enumerate(layers):
             dims = [int(x) for x in d.get("dims", [])]
             if len(dims) > MAX_DIMS:
@@ -183,7 +183,7 @@ class ParserHarness:
         out = []
         for i in range(n):
             o = objs[i]
-            d = {"class_id": int(o.class_id), "left": float(o.left), "top": float(o.top), "width": float(o.width),
+            d: dict[str, object] = {"class_id": int(o.class_id), "left": float(o.left), "top": float(o.top), "width": float(o.width),
                  "height": float(o.height), "confidence": float(o.confidence),
                  "rotation_angle": float(o.rotation_angle)}
             if mask:
