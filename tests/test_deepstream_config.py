@@ -209,3 +209,24 @@ def test_cli_emits_into_ds_dir(recipe, ds_run, tmp_path):
     assert (ds / f"config_infer_primary_{MODEL}.txt").is_file()
     assert "network-mode=2" in (ds / f"config_infer_primary_{MODEL}.txt").read_text()
     assert "deepstream: done" in r.output
+
+
+def test_surgery_onnx_is_preferred_and_stale_exports_refused(recipe, ds_run, tmp_path):
+    import dataclasses
+
+    from toolchain.errors import FbtoolError
+    from toolchain.manifest import RunFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(ds_run / "model.onnx", run / "model.onnx")
+    shutil.copy(ds_run / "model.onnx", run / "model_surgery.onnx")  # a stand-in file: only its path matters here
+    rf = RunFolder(run)
+    rf.record("export", {"onnx": run / "model.onnx"})
+    rf.record("surgery", {"onnx": run / "model_surgery.onnx"})
+    _, info = _emit(recipe, run, tmp_path / "a")
+    assert info["onnx"] == str((run / "model_surgery.onnx").resolve())
+    assert info["engine"].endswith("model_surgery.onnx_b16_gpu0_fp32.engine")
+    other = dataclasses.replace(recipe, thresholds=dataclasses.replace(recipe.thresholds, score=0.6))
+    with pytest.raises(FbtoolError, match="another version of recipe"):
+        _emit(other, run, tmp_path / "b")

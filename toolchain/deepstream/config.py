@@ -15,6 +15,7 @@ Facts this relies on (see docs/deepstream.md and ../shared/REFERENCE.md):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def engine_file_name(model_file: str | Path, batch: int, gpu_id: int, precision:
 
 def deployed_onnx(run: RunFolder) -> Path:
     """Surgery's ONNX when the run has one, else export's."""
-    return run.artifact("surgery", "onnx", required=False) or run.artifact("export", "onnx")
+    found = run.artifact("surgery", "onnx", required=False) or run.artifact("export", "onnx")
+    assert found is not None  # required=True raises instead of returning None
+    return found
 
 
 @dataclass
@@ -246,7 +249,7 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
     write_text(labels_path, "\n".join(labels) + "\n")
     write_text(infer_path, infer_text)
     write_text(app_path, app_text)
-    artifacts = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path}
+    artifacts: dict[str, str | os.PathLike] = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path}
     if mask and supports_mask_blur(ds_version):
         blur = target / f"run_blur_{recipe.name}.sh"
         write_text(blur, blur_script(recipe, infer_path.name, gpu_id))
