@@ -79,6 +79,12 @@ def test_sanitize_folds_constants_and_drops_identity_dropout_dead_nodes(recipe):
     assert list(shapes.values()) == [["batch", 4]]
 
 
+def test_sanitize_keeps_a_dropout_that_may_train(recipe):
+    m = make_model([helper.make_node("Dropout", ["x", "", "train"], ["y"])],
+                   [vi("x", ["batch", 4]), vi("train", [], TP.BOOL)], [vi("y", ["batch", 4])])
+    assert ops(apply_passes(m, recipe, ["sanitize"])) == ["Dropout"]
+
+
 def test_sanitize_brings_the_opset_into_tensorrts_range(recipe):
     m = make_model([helper.make_node("Add", ["x", "x"], ["a"]), helper.make_node("Relu", ["a"], ["y"])],
                    [vi("x", ["batch", 3])], [vi("y", ["batch", 3])], opset=21)

@@ -67,7 +67,11 @@ def fix_opset(graph, lo: int, hi: int):
 def sanitize(graph, ctx):
     graph = fix_opset(graph, *ctx.opset_range)
     graph = finish(bypass_passthrough(graph))
-    graph.fold_constants(fold_shapes=True, error_ok=False)
+    try:
+        graph.fold_constants(fold_shapes=True, error_ok=False)
+    except Exception as exc:
+        raise FbtoolError(f"constant folding (onnx-graphsurgeon) failed: {str(exc).splitlines()[0][:160]}",
+                          "run without sanitize (--passes trt_hygiene,io_names) and report the model") from None
     graph = finish(graph)
     # Only the default domain is kept: imports of other domains left behind by exporters
     # (unused local-function domains) make some parsers reject the file.
