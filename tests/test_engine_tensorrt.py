@@ -176,3 +176,36 @@ def test_lean_runtime_runs_version_compatible_engine(recipe, trt_run, reference)
     runner, _ = _validate(recipe, info["engine"], reference, recipe.tolerances.detection_f1,
                           recipe.tolerances.mean_iou, runtime="tensorrt-lean")
     assert runner.name.startswith("tensorrt-lean:")
+
+
+LEAN_OR_FULL = [m for m in ("tensorrt", "tensorrt_lean") if importlib.util.find_spec(m) is not None]
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@pytest.mark.skipif(not (LEAN_OR_FULL and _gpu()), reason="needs tensorrt or tensorrt_lean and a CUDA GPU")
+@pytest.mark.parametrize("runtime,module", [("tensorrt", "tensorrt"), ("tensorrt-lean", "tensorrt_lean")])
+def test_runner_on_a_real_runtime_refuses_foreign_and_damaged_engines(runtime, module, tmp_path):
+    """With a real TensorRT runtime on a real GPU: a manifest for another GPU is refused before
+    deserializing; bytes that are no engine fail in TensorRT's deserializer with one clear sentence."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
+    from toolchain.engine.adapter import gpu_info
+    from toolchain.fsutil import sha256_file
+
+    mod = importlib.import_module(module)
+    gpu = gpu_info(0)
+    engine = tmp_path / "model.onnx_b16_gpu0_fp32.engine"
+    engine.write_bytes(bytes(4096))
+    manifest = {"schema": 1, "tensorrt": {"runtime": "tensorrt", "version": mod.__version__},
+                "gpu": {"name": gpu.name, "cc": gpu.cc}, "precision": "fp32",
+                "portability": {"version_compatible": True, "hardware_compatibility": "none"},
+                "engine": {"sha256": sha256_file(engine)}}
+    mpath = tmp_path / (engine.name + ".json")
+    other = dict(manifest, gpu={"name": "NVIDIA A2", "cc": "8.6" if gpu.cc != "8.6" else "8.9"})
+    mpath.write_text(json.dumps(other))
+    with pytest.raises(FbtoolError, match="cannot run here: the engine was built for compute capability"):
+        TensorRTRunner(engine, runtime=runtime)
+    mpath.write_text(json.dumps(manifest))
+    with pytest.raises(FbtoolError, match=f"{runtime} .* cannot deserialize {engine.name}"):
+        TensorRTRunner(engine, runtime=runtime)
