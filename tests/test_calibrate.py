@@ -347,6 +347,18 @@ def test_post_processing_tail_stays_high_precision():
     assert set(high_precision_nodes(model)) == {"scale", "exp", "decode"}
 
 
+def test_gate_fails_against_tighter_recipe_limits(calibrated, recipe):
+    from toolchain.calibrate.dataset import sample_frames
+    from toolchain.calibrate.gate import accuracy_gate
+
+    out, stage, _ = calibrated
+    strict = dataclasses.replace(recipe, tolerances=dataclasses.replace(recipe.tolerances, int8_mean_iou=0.999))
+    g = accuracy_gate(strict, out / stage["artifacts"]["int8_qdq"]["path"],
+                      sample_frames(recipe.validation_media[:1], 4), "int8-entropy")
+    assert not g["passed"] and g["failures"][0].startswith("mean_iou")
+    assert g["limits"] == {"f1": recipe.tolerances.int8_f1, "mean_iou": 0.999}
+
+
 def test_gate_figures_meet_the_recipe_tolerances(calibrated, recipe):
     out, stage, output = calibrated
     tol = recipe.tolerances
