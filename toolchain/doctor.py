@@ -100,7 +100,7 @@ def check_tensorrt() -> list[Check]:
     lean, why = _import("tensorrt_lean")
     out.append(Check("tensorrt-lean", lean is not None,
                      f"{_version(lean)} (runs version-compatible engines only)" if lean else
-                     f"{why} (pip install tensorrt-lean-cu13 tensorrt-lean-cu13-libs)"))
+                     f"{why} (pip install tensorrt-lean-cu13: wheels tensorrt_lean_cu13_libs + _bindings)"))
     rtx, why = _import("tensorrt_rtx")
     out.append(Check("tensorrt-rtx", rtx is not None,
                      f"{_version(rtx)} (builds ahead of time, on CPU; engines run on CC 8.0/8.6/8.9/12.x)" if rtx

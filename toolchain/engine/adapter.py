@@ -24,7 +24,7 @@ MODULES = {
     "tensorrt": ("tensorrt", "pip install 'fbtool[tensorrt]' on a machine with an NVIDIA GPU "
                  "(TensorRT 10.x from NVIDIA's index, or the DeepStream container); `fbtool doctor` says what is missing"),
     "tensorrt-rtx": ("tensorrt_rtx", "pip install 'fbtool[rtx]' (tensorrt-rtx; builds on a CPU)"),
-    "tensorrt-lean": ("tensorrt_lean", "pip install tensorrt-lean-cu13 tensorrt-lean-cu13-libs (runs version-compatible engines)"),
+    "tensorrt-lean": ("tensorrt_lean", "pip install tensorrt-lean-cu13, which pulls the PyPI wheels tensorrt_lean_cu13_libs + _bindings; runs version-compatible engines"),
 }
 
 
