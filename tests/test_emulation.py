@@ -213,3 +213,30 @@ def test_emulation_with_compiled_parser_masks(recipe, compiled_run, tmp_path, fr
     assert s.max_box_px <= recipe.tolerances.box_px, s
     mi = _mask_ious(reference, objects, frames)
     assert len(mi) == s.tp and mi.min() >= recipe.tolerances.mask_iou, mi
+
+
+def test_emulation_decoded_layout_with_compiled_parser(recipe, compiled_run, tmp_path, frames, reference):
+    """Surgery's decode-in-graph ONNX (det_boxes/det_scores/det_landmarks, top-k) is what the config
+    deploys when present; the same parser reads it and the pipeline still matches PyTorch."""
+    import dataclasses
+
+    from toolchain.emulation import NvInferEmulator
+    from toolchain.manifest import RunFolder
+    from toolchain.surgery.stage import surgery
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(compiled_run / "model.onnx", run / "model.onnx")
+    rf = RunFolder(run)
+    rf.record("export", {"onnx": run / "model.onnx"})
+    built = RunFolder(compiled_run)
+    rf.record("build-parser", {k: built.artifact("build-parser", k).resolve() for k in ("lib", "harness")},
+              built.stage("build-parser")["info"])
+    surgery(recipe, run, settings=dataclasses.replace(recipe.surgery, decode=True, top_k=1000), check=False)
+    cfg = _config(recipe, run, tmp_path / "ds", mask=True)
+    assert "output-blob-names=det_boxes;det_scores;det_landmarks" in cfg.read_text()
+    objects = NvInferEmulator(cfg, parser="compiled").infer(frames)
+    s, _ = _compare(reference, objects, frames)
+    assert s.tp >= 20 and s.f1 >= recipe.tolerances.detection_f1, s
+    mi = _mask_ious(reference, objects, frames)
+    assert len(mi) == s.tp and mi.min() >= recipe.tolerances.mask_iou, mi
