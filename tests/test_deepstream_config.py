@@ -67,6 +67,10 @@ def test_fp32_ds91_matches_golden_and_is_recorded(recipe, ds_run, tmp_path):
     _golden("run_blur_ds9.1.sh", _normalise(blur.read_text(), ds_run, ds))
     assert (ds / "labels.txt").read_text() == "face\n"
     assert os.access(blur, os.X_OK)
+    if shutil.which("bash"):  # the script is not run here (no DeepStream), but it must parse
+        import subprocess
+
+        assert subprocess.run(["bash", "-n", str(blur)], capture_output=True).returncode == 0
     # The engine name is nvinfer's own: <onnx file>_b<max batch>_gpu<id>_<precision>.engine beside the ONNX.
     assert info["engine"] == str((ds_run / f"model.onnx_b{recipe.input.batch.max}_gpu0_fp32.engine").resolve())
     stage = RunFolder(ds_run).stage("deepstream")
