@@ -25,6 +25,7 @@ class FrameMatch:
     landmark_errors: list[float] = field(default_factory=list)  # mean point distance per matched face, px
     box_errors: list[float] = field(default_factory=list)  # max corner distance per matched face, px
     mask_ious: list[float] = field(default_factory=list)
+    pairs: list[tuple[int, int]] = field(default_factory=list)  # (reference index, candidate index)
 
 
 def match(ref, cand, iou_threshold: float = 0.5, mask_feather: float = 0.15, max_tilt_deg: float = 45.0,
@@ -42,6 +43,7 @@ def match(ref, cand, iou_threshold: float = 0.5, mask_feather: float = 0.15, max
             continue
         used[ri] = True
         m.tp += 1
+        m.pairs.append((ri, int(ci)))
         m.ious.append(float(row[ri]))
         m.score_deltas.append(float(abs(cand.scores[ci] - ref.scores[ri])))
         m.box_errors.append(float(np.abs(cand.boxes[ci] - ref.boxes[ri]).max()))

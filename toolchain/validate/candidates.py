@@ -28,7 +28,7 @@ class Candidate:
     name: str  # e.g. "onnx", "surgered", "int8-qdq", "fp16", "engine", "nvinfer"
     precision: str  # fp32 | fp16 | int8
     description: str
-    make: Callable[[], Callable] | None  # () -> run(frames, batch) -> (dets, raw|None)
+    make: Callable[[], Callable] | None  # () -> run(frames, batch) -> (dets, raw | None, objects | None)
     reason: str = "ok"  # why it cannot run, when make is None
     checks_masks: bool = False  # the nvinfer path emits masks from the compiled parser
     extra: dict = field(default_factory=dict)
@@ -92,7 +92,7 @@ def _runner_candidate(runner_factory, recipe):
                 for o, lb in zip(split_batch(out), boxes):
                     dets.append(to_frame(postprocess(o, recipe), lb))
                     raw.append(o)
-            return dets, raw
+            return dets, raw, None
 
         return run
 
@@ -135,7 +135,7 @@ def _engine(run: RunFolder, recipe) -> Candidate:
 
 def _nvinfer(run: RunFolder, recipe) -> Candidate:
     desc = "nvinfer emulation: emitted config + compiled C++ parser (real C ABI) + clustering"
-    config = run.artifact("deepstream", "config", required=False)
+    config = run.artifact("deepstream", "infer_config", required=False)
     if config is None:
         return Candidate("nvinfer", "fp32", desc, None, "no nvinfer config in the run folder (run `fbtool deepstream`)")
     lib = run.artifact("build-parser", "lib", required=False)
@@ -147,10 +147,14 @@ def _nvinfer(run: RunFolder, recipe) -> Candidate:
         return Candidate("nvinfer", "fp32", desc, None, f"nvinfer emulation unavailable: {exc}")
 
     def make():
-        emu = NvInferEmulator.from_run(run)
+        from ..emulation import to_detections
+
+        emu = NvInferEmulator(config, parser="compiled")
 
         def run_frames(frames, batch):
-            return emu.detect_frames(frames, batch=batch), None
+            objects = emu.infer(frames)  # batches by the config's batch-size, as nvinfer does
+            dets = [to_detections(o, f.shape[1], f.shape[0]) for o, f in zip(objects, frames)]
+            return dets, None, objects
 
         return run_frames
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import FbtoolError
-from ..metrics import FrameMatch, compare_detections, tensor_stats
+from ..metrics import FrameMatch, compare_detections, summarize, tensor_stats
 from .candidates import Candidate, discover, stack_raw, tolerance
 
 
@@ -58,12 +58,24 @@ def _worst_frames(matches: list[FrameMatch], k: int = 4) -> list[int]:
     return sorted(range(len(matches)), key=badness, reverse=True)[:k]
 
 
-def judge(cand: Candidate, recipe, ref_dets, cand_dets, ref_raw, cand_raw, frames: list[FrameRef]
-          ) -> CandidateResult:
+def _deployed_mask_ious(matches: list[FrameMatch], ref_dets, objects, recipe) -> None:
+    """Replace the recomputed ellipse IoUs by those of the masks the compiled parser really emitted."""
+    from ..emulation import pair_mask_iou
+
+    for m, ref, objs in zip(matches, ref_dets, objects):
+        m.mask_ious = [pair_mask_iou(objs[ci], ref, ri, recipe.mask.feather, recipe.mask.max_tilt_deg)
+                       for ri, ci in m.pairs]
+
+
+def judge(cand: Candidate, recipe, ref_dets, cand_dets, ref_raw, cand_raw, frames: list[FrameRef],
+          objects=None) -> CandidateResult:
     res = CandidateResult(cand.name, cand.precision, cand.description, "pass")
     t = recipe.tolerances
-    summary, matches = compare_detections(ref_dets, cand_dets, mask_feather=recipe.mask.feather,
-                                          max_tilt_deg=recipe.mask.max_tilt_deg)
+    _, matches = compare_detections(ref_dets, cand_dets, mask_feather=recipe.mask.feather,
+                                    max_tilt_deg=recipe.mask.max_tilt_deg, with_masks=objects is None)
+    if objects is not None:
+        _deployed_mask_ious(matches, ref_dets, objects, recipe)
+    summary = summarize(matches)
     res.summary = summary.to_dict()
     res.worst_frames = _worst_frames(matches)
     res.per_frame = [{"frame": frames[i].label, "tp": m.tp, "fp": m.fp, "fn": m.fn,
@@ -105,7 +117,7 @@ def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step:
 
     t0 = time.perf_counter()
     ref_run = _runner_candidate(lambda: TorchRunner(recipe), recipe)()
-    ref_dets, ref_raw_list = ref_run(frames, batch)
+    ref_dets, ref_raw_list, _ = ref_run(frames, batch)
     ref_seconds = time.perf_counter() - t0
     ref_raw = stack_raw(ref_raw_list)
 
@@ -119,12 +131,12 @@ def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step:
             continue
         t1 = time.perf_counter()
         try:
-            dets, raw = cand.make()(frames, batch)
+            dets, raw, objects = cand.make()(frames, batch)
         except (FbtoolError, ValueError, KeyError) as exc:
             results.append(CandidateResult(cand.name, cand.precision, cand.description, "fail", str(exc),
                                            breaches=[f"candidate '{cand.name}' could not run: {exc}"]))
             continue
-        res = judge(cand, recipe, ref_dets, dets, ref_raw, stack_raw(raw), refs)
+        res = judge(cand, recipe, ref_dets, dets, ref_raw, stack_raw(raw), refs, objects)
         res.seconds = round(time.perf_counter() - t1, 2)
         results.append(res)
         outputs[cand.name] = dets
