@@ -144,7 +144,12 @@ def parser_lib(run: RunFolder, ds_dir: Path) -> tuple[Path, int | None]:
     lib = run.artifact("build-parser", "lib", required=False)
     if lib is None:
         return (ds_dir / PARSER_LIB).resolve(), None
-    return lib.resolve(), (run.stage("build-parser") or {}).get("info", {}).get("ds_major")
+    info = (run.stage("build-parser") or {}).get("info", {})
+    missing = [f for f in (PARSE_BBOX_FUNC, PARSE_MASK_FUNC) if info.get("symbols") and f not in info["symbols"]]
+    if missing:
+        raise FbtoolError(f"{lib.name} in the run folder does not export {', '.join(missing)}",
+                          f"rebuild it with `fbtool build-parser -o {run.root} --force`")
+    return lib.resolve(), info.get("ds_major")
 
 
 def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, labels_path: Path, lib: Path,
