@@ -72,6 +72,8 @@ def iter_frames(path: str | os.PathLike, step: int = 1, start: int = 0,
             raise FbtoolError(f"{p} has no video stream", "give an image, GIF or MP4 file")
         stream = container.streams.video[0]
         declared = int(stream.frames or 0)
+        if declared and start == 0 and max_frames is None:
+            _check_complete(p, declared)
         for i, frame in enumerate(container.decode(stream)):
             decoded = i + 1
             if i < start or (i - start) % step:
@@ -91,6 +93,26 @@ def iter_frames(path: str | os.PathLike, step: int = 1, start: int = 0,
     # A container that promises more frames than its data holds was cut short (a partial download).
     if not stopped_early and declared and decoded < declared:
         raise FbtoolError(f"video {p} is truncated: {decoded} of {declared} frames decodable",
+                          "re-download or re-encode the file")
+
+
+def _check_complete(p: Path, declared: int) -> None:
+    """Fail before decoding when the container holds fewer packets than it declares (a cut file).
+
+    Demuxing without decoding costs milliseconds, so a truncated download is refused up front
+    instead of after minutes of work on the frames it does hold.
+    """
+    import av
+
+    packets = 0
+    try:
+        with av.open(str(p)) as c:
+            for packet in c.demux(c.streams.video[0]):
+                packets += 1 if packet.size else 0
+    except av.error.FFmpegError:
+        pass
+    if packets < declared:
+        raise FbtoolError(f"video {p} is truncated: {packets} of {declared} frames present",
                           "re-download or re-encode the file")
 
 
