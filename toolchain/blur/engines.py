@@ -1,0 +1,116 @@
+"""Backends for the blur job: which stages run, and the model/runner behind the infer stage.
+
+ort, torch (cpu) and the TensorRT / nvinfer-emulation runners use the host engine (numpy between
+stages); torch on CUDA uses the CUDA engine (tensors stay on the GPU). Each backend is created
+here, once, and reports a clear error where it cannot run on this machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import FbtoolError, MissingDependency
+
+BACKENDS = ("ort", "torch", "tensorrt", "nvinfer")
+
+
+@dataclass
+class Engine:
+    backend: str
+    device: str
+    name: str
+    runner: Any = None  # host engine: runner.infer(feed) -> dict of numpy arrays
+    model: Any = None  # CUDA engine: the torch module on the GPU
+    dtype: Any = None
+    batch: int = 4
+
+    @property
+    def cuda(self) -> bool:
+        return self.model is not None
+
+
+def _onnx_path(onnx, run_dir) -> Path:
+    if onnx:
+        return Path(onnx)
+    from ..manifest import RunFolder
+
+    return RunFolder(run_dir or "runs/default").artifact("export", "onnx")
+
+
+def _optional(modules: list[str], what: str, hint: str):
+    errors = []
+    for m in modules:
+        try:
+            return importlib.import_module(m)
+        except ModuleNotFoundError as exc:
+            if exc.name and not m.startswith(exc.name) and not exc.name.startswith("toolchain"):
+                errors.append(f"{m}: {exc}")
+            continue
+        except Exception as exc:  # a module that exists but cannot load its native library
+            errors.append(f"{m}: {exc}")
+    detail = f" ({'; '.join(errors)[:200]})" if errors else " (module not written yet in this checkout)"
+    raise MissingDependency(" or ".join(modules), what + detail, hint)
+
+
+def _runner_class(mod, names: list[str]):
+    for n in names:
+        if hasattr(mod, n):
+            return getattr(mod, n)
+    raise FbtoolError(f"{mod.__name__} defines none of {', '.join(names)}", "update toolchain/blur/engines.py")
+
+
+def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, run_dir=None, engine_path=None,
+                weights=None, batch: int | None = None, precision: str = "fp32", threads: int | None = None
+                ) -> Engine:
+    if backend not in BACKENDS:
+        raise FbtoolError(f"unknown backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
+    if device not in ("cpu", "cuda"):
+        raise FbtoolError(f"unknown device {device!r}", "choose cpu or cuda")
+    if backend == "ort":
+        from ..runners import OrtRunner
+
+        path = _onnx_path(onnx, run_dir)
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
+        r = OrtRunner(path, providers=providers, threads=threads)
+        return Engine(backend, device, r.name, runner=r, batch=batch or 4)
+    if backend == "torch":
+        if device == "cpu":
+            from ..runners import TorchRunner
+
+            r = TorchRunner(recipe, weights)
+            return Engine(backend, device, r.name, runner=r, batch=batch or 4)
+        import torch
+
+        if not torch.cuda.is_available():
+            raise FbtoolError("--device cuda but torch sees no CUDA GPU",
+                              "run on a GPU machine, or use --device cpu")
+        from ..models import build_model
+
+        torch.backends.cudnn.benchmark = True
+        model = build_model(recipe, weights).to("cuda").eval()
+        dtype = torch.float32
+        if precision == "fp16":
+            model = model.half()
+            dtype = torch.float16
+        model = model.to(memory_format=torch.channels_last)
+        return Engine(backend, device, f"torch-cuda-{precision}", model=model, dtype=dtype, batch=batch or 16)
+    if backend == "tensorrt":
+        mod = _optional(["toolchain.runners.tensorrt"], "the TensorRT backend",
+                        "needs TensorRT (import tensorrt) and toolchain/runners/tensorrt.py")
+        cls = _runner_class(mod, ["TensorRTRunner", "TrtRunner", "TensorrtRunner"])
+        path = engine_path
+        if path is None:
+            from ..manifest import RunFolder
+
+            path = RunFolder(run_dir or "runs/default").artifact("build", "engine")
+        r = cls(path)
+        return Engine(backend, device, getattr(r, "name", "tensorrt"), runner=r, batch=batch or 4)
+    mod = _optional(["toolchain.emulation.nvinfer", "toolchain.emulation", "toolchain.nvinfer_emu"],
+                    "the nvinfer backend (the nvinfer emulation)",
+                    "the nvinfer emulation is being written in toolchain/emulation; use --backend ort meanwhile")
+    cls = _runner_class(mod, ["NvinferRunner", "NvInferRunner", "NvinferEmulator", "NvInferEmulator"])
+    r = cls(recipe=recipe, onnx=_onnx_path(onnx, run_dir))
+    return Engine(backend, device, getattr(r, "name", "nvinfer-emulation"), runner=r, batch=batch or 4)

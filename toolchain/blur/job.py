@@ -1,0 +1,105 @@
+"""`fbtool blur`: the pipelined face-blur job (library side; the CLI only parses options)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FbtoolError
+from ..fsutil import write_text
+from .engines import Engine
+from .pipeline import Pipeline, Stage
+
+
+def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, count: int | None = None
+                 ) -> list[Stage]:
+    """Stages for `engine`. `source` yields (index, frame); or `pinned` is an [N, H, W, 3] pinned tensor."""
+    from . import stages as st
+
+    b = engine.batch
+    if not engine.cuda:
+        return [Stage("decode", st.frame_source(source)), Stage("preprocess", st.host_preprocess(recipe, b)),
+                Stage("infer", st.host_infer(engine.runner, recipe)), Stage("post", st.host_post(recipe)),
+                Stage("blur", st.host_blur(recipe)), Stage("encode", sink_fn)]
+    import torch
+
+    from .gpu import anchors_torch
+
+    anchors = anchors_torch(recipe, "cuda")
+    head = ([Stage("decode", st.pinned_batches(pinned, b, count))] if pinned is not None else
+            [Stage("decode", st.frame_source(source)), Stage("batch", st.cuda_batches(b, stop))])
+    return head + [Stage("upload", st.cuda_upload(torch.device("cuda"))),
+                   Stage("infer", st.cuda_infer(engine.model, recipe, engine.dtype)),
+                   Stage("post", st.cuda_post(recipe, anchors)), Stage("blur", st.cuda_blur(recipe)),
+                   Stage("download", st.cuda_download(stop)), Stage("encode", sink_fn)]
+
+
+def run_frames(engine: Engine, recipe, source: Iterable | None = None, *, pinned=None, count: int | None = None,
+               writer_factory=None, results: list | None = None, keep: list | None = None, progress=None,
+               maxsize: int = 3) -> dict:
+    """Run the pipeline once; returns fps, latency percentiles and per-stage busy times."""
+    import threading
+
+    from . import stages as st
+
+    latencies: list[float] = []
+    stop = threading.Event()  # made first: the pinned-buffer pools wait on it too
+    sink_fn = st.sink(None, results, latencies, progress, keep, writer_factory)
+    pipe = Pipeline(build_stages(engine, recipe, source, sink_fn, stop, pinned, count), maxsize=maxsize, stop=stop)
+    t0 = time.perf_counter()
+    stats = pipe.run()
+    wall = time.perf_counter() - t0
+    n = len(latencies)
+    lat = np.asarray(latencies) * 1000.0 if n else np.zeros(1)
+    return {"frames": n, "wall_s": wall, "fps": n / wall if wall > 0 else 0.0,
+            "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p99": float(np.percentile(lat, 99)),
+            "stages": [s.to_dict() for s in stats],
+            "bound_by": max(stats, key=lambda s: s.busy_s).name if stats else None}
+
+
+def _writer_factory(output: Path, source: Path):
+    from .writer import BlurWriter
+
+    def factory():
+        return BlurWriter(output, fps=None, source=source)
+    return factory
+
+
+def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frames: int | None = None,
+               start: int = 0, progress: bool = True, verify: bool = False) -> dict:
+    """Blur every face of `source` (MP4/GIF/...) into the H.264 MP4 `output` (written atomically)."""
+    from ..media import iter_frames, resolve_media
+
+    src = resolve_media(source)
+    out = Path(output)
+    if out.suffix.lower() != ".mp4":
+        raise FbtoolError(f"output {out} is not an .mp4", "the blur job writes H.264 MP4: name it *.mp4")
+    if out.resolve() == src.resolve():
+        raise FbtoolError("the output would overwrite the input", "choose another output name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results: list = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="frame", desc=f"blur {src.name}", dynamic_ncols=True)
+    try:
+        info = run_frames(engine, recipe, iter_frames(src, start=start, max_frames=max_frames),
+                          writer_factory=_writer_factory(out, src), results=results,
+                          progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    if json_path:
+        write_text(json_path, "".join(json.dumps(r) + "\n" for r in results))
+    info.update({"output": str(out), "faces": sum(len(r["faces"]) for r in results), "backend": engine.name,
+                 "batch": engine.batch})
+    if verify:
+        from .proof import verify_video
+
+        info["proof"] = verify_video(recipe, src, out, start=start, max_frames=max_frames)
+    return info

@@ -1,0 +1,334 @@
+"""The blur job's stages, for the two engines, as pipeline.Stage generator transforms.
+
+Host engine (onnxruntime, torch-cpu, TensorRT/nvinfer runners that speak numpy):
+  decode -> preprocess (batch, letterbox, normalise) -> infer -> post (decode, NMS, frame coords)
+  -> blur (reference mask, OpenCV) -> sink (encode or keep in memory)
+CUDA engine (torch on the GPU; frames cross the bus twice, everything else stays on the GPU):
+  decode -> upload (pinned -> device, own stream) -> infer (letterbox + pool + model) -> post
+  (torch decode/NMS) -> blur (torch masks + blend, in place) -> download (device -> pinned, own
+  stream) -> sink
+Each CUDA stage enqueues on its own stream and hands the next one an event, so copies overlap compute.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .pipeline import wait_get
+
+
+@dataclass
+class Batch:
+    index: list[int]
+    t0: list[float]
+    frames: Any  # host: list of HxWx3 uint8 arrays; CUDA: a uint8 [B, H, W, 3] tensor
+    host: Any = None  # CUDA: pinned host tensor holding the frames (input or output)
+    release: Callable[[], None] | None = None  # gives a pinned staging buffer back to its pool
+    x: Any = None
+    lb: Any = None
+    outputs: Any = None
+    small: Any = None
+    dets: Any = None  # list of reference Detections (frame pixels), for JSON and the proof
+    tdets: Any = None  # CUDA: TorchDetections (frame pixels)
+    event: Any = None
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def frame_source(frames: Iterable[tuple[int, np.ndarray]]) -> Callable:
+    """Stage 'decode': (index, frame) pairs from media.iter_frames or from host memory, time-stamped."""
+    def fn(_):
+        for idx, frame in frames:
+            yield idx, frame, time.perf_counter()
+    return fn
+
+
+# ----------------------------------------------------------------------------- host engine
+
+def host_preprocess(recipe, batch: int) -> Callable:
+    from ..preprocess import preprocess_batch
+
+    def make(buf):
+        x, lbs = preprocess_batch([f for _, f, _ in buf], recipe)
+        return Batch([i for i, _, _ in buf], [t for _, _, t in buf], [f for _, f, _ in buf], x=x, lb=lbs)
+
+    def fn(items):
+        buf = []
+        for it in items:
+            buf.append(it)
+            if len(buf) == batch:
+                yield make(buf)
+                buf = []
+        if buf:
+            yield make(buf)
+    return fn
+
+
+def host_infer(runner, recipe) -> Callable:
+    def fn(batches):
+        for b in batches:
+            b.outputs = runner.infer({recipe.input.name: b.x})
+            b.x = None
+            yield b
+    return fn
+
+
+def postprocess_decoded(out: dict, recipe, score_threshold: float | None = None):
+    """Graph-decoded outputs (det_boxes/det_scores/det_landmarks, network pixels) -> reference Detections."""
+    from ..reference.detections import Detections
+    from ..reference.nms import nms
+
+    t = recipe.thresholds
+    thr = t.score if score_threshold is None else score_threshold
+    scores = np.asarray(out["det_scores"]).reshape(-1)
+    keep = np.nonzero(scores > thr)[0]
+    lms = out.get("det_landmarks")
+    d = Detections(np.asarray(out["det_boxes"]).reshape(-1, 4)[keep], scores[keep],
+                   None if lms is None else np.asarray(lms).reshape(len(scores), -1, 2)[keep])
+    if len(d) > t.pre_nms_top_k:
+        d = d.take(np.argsort(-d.scores, kind="stable")[: t.pre_nms_top_k])
+    return d.take(nms(d.boxes, d.scores, t.nms_iou, t.top_k))
+
+
+def host_post(recipe) -> Callable:
+    from ..preprocess import to_frame
+    from ..reference.detections import postprocess, split_batch
+
+    def fn(batches):
+        for b in batches:
+            outs = split_batch(b.outputs)
+            decoded = "det_boxes" in b.outputs
+            b.dets = [to_frame(postprocess_decoded(o, recipe) if decoded else postprocess(o, recipe), lb)
+                      for o, lb in zip(outs, b.lb)]
+            b.outputs = None
+            yield b
+    return fn
+
+
+def host_blur(recipe) -> Callable:
+    from .ops_cpu import blur_faces
+
+    m = recipe.mask
+
+    def fn(batches):
+        for b in batches:
+            for f, d in zip(b.frames, b.dets):
+                blur_faces(f, d.boxes, d.landmarks, m.feather, m.max_tilt_deg, inplace=True)
+            yield b
+    return fn
+
+
+# ----------------------------------------------------------------------------- CUDA engine
+
+class PinnedPool:
+    """A few pinned host buffers [B, H, W, 3] reused in turn (cudaHostAlloc is slow: never per batch)."""
+
+    def __init__(self, count: int, shape, stop):
+        import queue
+
+        import torch
+
+        self.free: queue.Queue = queue.Queue()
+        self.stop = stop
+        for _ in range(count):
+            self.free.put(torch.empty(shape, dtype=torch.uint8).pin_memory())
+
+    def get(self):
+        return wait_get(self.free, self.stop)
+
+    def put(self, buf) -> None:
+        self.free.put(buf)
+
+
+def cuda_batches(batch: int, stop, pool_size: int = 3) -> Callable:
+    """Stage 'batch': decoded frames -> pinned staging buffers (for frames not already pinned)."""
+    def fn(items):
+        pool = None
+        buf: list = []
+
+        def make():
+            nonlocal pool
+            f0 = buf[0][1]
+            if pool is None:
+                pool = PinnedPool(pool_size, (batch, *f0.shape), stop)
+            host = pool.get()
+            for j, (_, f, _) in enumerate(buf):
+                host[j].numpy()[...] = f
+            p = pool
+            return Batch([i for i, _, _ in buf], [t for _, _, t in buf], None, host=host[: len(buf)],
+                         release=lambda h=host: p.put(h))
+
+        for it in items:
+            buf.append(it)
+            if len(buf) == batch:
+                yield make()
+                buf = []
+        if buf:
+            yield make()
+    return fn
+
+
+def pinned_batches(frames_pinned, batch: int, count: int | None = None) -> Callable:
+    """Stage 'decode' for frames already in pinned host memory ([N, H, W, 3]): views, no copy."""
+    n = frames_pinned.shape[0]
+    count = n if count is None else count
+
+    def fn(_):
+        for s in range(0, count, batch):
+            idx = list(range(s, min(s + batch, count)))
+            now = time.perf_counter()
+            rows = [i % n for i in idx]
+            if rows == list(range(rows[0], rows[0] + len(rows))):
+                host = frames_pinned[rows[0]: rows[0] + len(rows)]
+            else:  # wraps around the clip: rare, copy into a fresh pinned block
+                host = frames_pinned[rows].pin_memory()
+            yield Batch(idx, [now] * len(idx), None, host=host)
+    return fn
+
+
+def cuda_upload(device) -> Callable:
+    import torch
+
+    def fn(batches):
+        stream = torch.cuda.Stream(device)
+        for b in batches:
+            with torch.cuda.stream(stream):
+                b.frames = b.host.to(device, non_blocking=True)
+                b.event = torch.cuda.Event()
+                b.event.record(stream)
+            if b.release is not None:
+                b.event.synchronize()  # the staging buffer may be refilled only after the copy
+                b.release()
+            b.host = None
+            yield b
+    return fn
+
+
+def cuda_infer(model, recipe, dtype) -> Callable:
+    import torch
+
+    from .gpu import letterbox_torch
+
+    def fn(batches):
+        stream = torch.cuda.Stream()
+        for b in batches:
+            with torch.cuda.stream(stream), torch.inference_mode():
+                stream.wait_event(b.event)
+                b.frames.record_stream(stream)
+                b.x, b.lb = letterbox_torch(b.frames, recipe, dtype=dtype)
+                outs = model(b.x)
+                o = recipe.outputs
+                names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
+                b.outputs = {n: t.float() for n, t in zip(names, outs)}
+                b.x = None
+                b.event = torch.cuda.Event()
+                b.event.record(stream)
+            yield b
+    return fn
+
+
+def cuda_post(recipe, anchors) -> Callable:
+    import torch
+
+    from .gpu import postprocess_torch, to_frame_torch
+
+    def fn(batches):
+        stream = torch.cuda.Stream()
+        for b in batches:
+            with torch.cuda.stream(stream), torch.inference_mode():
+                stream.wait_event(b.event)
+                for t in b.outputs.values():
+                    t.record_stream(stream)
+                b.tdets = to_frame_torch(postprocess_torch(b.outputs, recipe, anchors), b.lb)
+                b.outputs = None
+                b.dets = b.tdets.to_numpy()  # small; the JSON lines and the proof need them on the host
+                b.event = torch.cuda.Event()
+                b.event.record(stream)
+            yield b
+    return fn
+
+
+def cuda_blur(recipe) -> Callable:
+    import torch
+
+    from .ops_torch import blur_batch
+
+    m = recipe.mask
+
+    def fn(batches):
+        stream = torch.cuda.Stream()
+        for b in batches:
+            with torch.cuda.stream(stream), torch.inference_mode():
+                stream.wait_event(b.event)
+                b.frames.record_stream(stream)
+                blur_batch(b.frames, b.tdets, m.feather, m.max_tilt_deg)
+                b.tdets = None
+                b.event = torch.cuda.Event()
+                b.event.record(stream)
+            yield b
+    return fn
+
+
+def cuda_download(stop, pool_size: int = 4) -> Callable:
+    import torch
+
+    def fn(batches):
+        stream = torch.cuda.Stream()
+        pool = None
+        for b in batches:
+            if pool is None:
+                pool = PinnedPool(pool_size, tuple(b.frames.shape), stop)
+            host = pool.get()
+            with torch.cuda.stream(stream):
+                stream.wait_event(b.event)
+                b.frames.record_stream(stream)
+                host[: len(b)].copy_(b.frames, non_blocking=True)
+                b.event = torch.cuda.Event()
+                b.event.record(stream)
+            b.frames = None
+            b.host = host[: len(b)]
+            b.release = lambda h=host, p=pool: p.put(h)
+            yield b
+    return fn
+
+
+# ----------------------------------------------------------------------------- sinks
+
+def sink(write: Callable[[np.ndarray], None] | None, results: list | None, latencies: list, progress=None,
+         keep: list | None = None, open_writer=None) -> Callable:
+    """Stage 'encode': frames to the writer (or dropped when write is None), in order.
+
+    `open_writer` is a context manager factory (VideoWriter) entered inside this thread, so an error
+    anywhere makes its __exit__ delete the temporary file.
+    """
+    import contextlib
+
+    def fn(batches):
+        cm = open_writer() if open_writer is not None else contextlib.nullcontext()
+        with cm as writer:
+            out = writer.write if writer is not None else write
+            for b in batches:
+                if b.event is not None:
+                    b.event.synchronize()  # the download copy has landed in pinned memory
+                frames: Iterator = iter(b.frames) if b.frames is not None else (f.numpy() for f in b.host)
+                for j, f in enumerate(frames):
+                    if out is not None:
+                        out(f)
+                    if keep is not None:
+                        keep.append(np.array(f))
+                    if results is not None:
+                        results.append({"frame": b.index[j], "faces": b.dets[j].to_json()})
+                    latencies.append(time.perf_counter() - b.t0[j])
+                if b.release is not None:
+                    b.release()
+                if progress is not None:
+                    progress(len(b))
+                yield len(b)
+    return fn

@@ -1,0 +1,35 @@
+"""The blur job's MP4 writer: toolchain.video_writer.VideoWriter (atomic, H.264) with x264 settings
+that do not put detail back into blurred faces.
+
+x264's psycho-visual tuning (psy-rd, adaptive quantisation) spends bits to keep "texture energy":
+in a face that was just blurred it re-creates grain that the Laplacian-variance proof (proof.py)
+counts as detail, and a face detected in one frame but not the previous one drags texture in
+through motion prediction. Turning both off and using CRF 12 keeps blurred regions smooth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..video_writer import VideoWriter
+
+X264_PARAMS = "psy-rd=0,0:aq-mode=0"
+CRF = 12
+
+
+class BlurWriter(VideoWriter):
+    def __init__(self, path, fps=None, source=None, crf: int = CRF, preset: str = "veryfast"):
+        super().__init__(path, fps=fps, source=source, crf=crf)
+        self.preset = preset
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        if self.container is None:  # open the stream as the base class does, with our options
+            import av
+
+            h, w = frame_bgr.shape[:2]
+            self.container = av.open(str(self.tmp), mode="w", format="mp4")
+            self.stream = self.container.add_stream(self.codec, rate=self.fps)
+            self.stream.width, self.stream.height = w - w % 2, h - h % 2
+            self.stream.pix_fmt = "yuv420p"
+            self.stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": X264_PARAMS}
+        super().write(frame_bgr)
