@@ -23,13 +23,17 @@ class Engine:
     device: str
     name: str
     runner: Any = None  # host engine: runner.infer(feed) -> dict of numpy arrays
-    model: Any = None  # CUDA engine: the torch module on the GPU
+    model: Any = None  # tensor engine: the torch module (on the GPU; on the CPU only for tests)
     dtype: Any = None
     batch: int = 4
 
     @property
     def cuda(self) -> bool:
-        return self.model is not None
+        return self.model is not None and self.tensor_device == "cuda"
+
+    @property
+    def tensor_device(self) -> str:
+        return next(self.model.parameters()).device.type if self.model is not None else "cpu"
 
 
 def _onnx_path(onnx, run_dir) -> Path:
@@ -63,8 +67,10 @@ def _runner_class(mod, names: list[str]):
 
 
 def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, run_dir=None, engine_path=None,
-                weights=None, batch: int | None = None, precision: str = "fp32", threads: int | None = None
-                ) -> Engine:
+                weights=None, batch: int | None = None, precision: str = "fp32", threads: int | None = None,
+                tensor_path: bool = False) -> Engine:
+    """The backend's engine. `tensor_path=True` with torch on the CPU runs the CUDA engine's stages on
+    CPU tensors (tests use it to exercise that code without a GPU)."""
     if backend not in BACKENDS:
         raise FbtoolError(f"unknown backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
     if device not in ("cpu", "cuda"):
@@ -77,6 +83,11 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
         r = OrtRunner(path, providers=providers, threads=threads)
         return Engine(backend, device, r.name, runner=r, batch=batch or 4)
     if backend == "torch":
+        if device == "cpu" and tensor_path:
+            from ..models import build_model
+
+            model = build_model(recipe, weights).eval()
+            return Engine(backend, device, "torch-cpu-tensor-path", model=model, dtype=None, batch=batch or 4)
         if device == "cpu":
             from ..runners import TorchRunner
 

@@ -21,21 +21,22 @@ def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, cou
     from . import stages as st
 
     b = engine.batch
-    if not engine.cuda:
+    if engine.model is None:
         return [Stage("decode", st.frame_source(source)), Stage("preprocess", st.host_preprocess(recipe, b)),
                 Stage("infer", st.host_infer(engine.runner, recipe)), Stage("post", st.host_post(recipe)),
                 Stage("blur", st.host_blur(recipe)), Stage("encode", sink_fn)]
-    import torch
-
     from .gpu import anchors_torch
 
-    anchors = anchors_torch(recipe, "cuda")
-    head = ([Stage("decode", st.pinned_batches(pinned, b, count))] if pinned is not None else
-            [Stage("decode", st.frame_source(source)), Stage("batch", st.cuda_batches(b, stop))])
-    return head + [Stage("upload", st.cuda_upload(torch.device("cuda"))),
-                   Stage("infer", st.cuda_infer(engine.model, recipe, engine.dtype)),
-                   Stage("post", st.cuda_post(recipe, anchors)), Stage("blur", st.cuda_blur(recipe)),
-                   Stage("download", st.cuda_download(stop)), Stage("encode", sink_fn)]
+    dev = engine.tensor_device
+    streams = st.Streams(dev)
+    anchors = anchors_torch(recipe, dev)
+    tokens = st.gpu_tokens(4, stop)
+    head = ([Stage("decode", st.pinned_batches(pinned, b, streams, count))] if pinned is not None else
+            [Stage("decode", st.frame_source(source)), Stage("batch", st.cuda_batches(b, stop, streams))])
+    return head + [Stage("upload", st.cuda_upload(dev, tokens, stop, streams)),
+                   Stage("infer", st.cuda_infer(engine.model, recipe, engine.dtype, streams)),
+                   Stage("post", st.cuda_post(recipe, anchors, streams)), Stage("blur", st.cuda_blur(recipe, streams)),
+                   Stage("download", st.cuda_download(stop, tokens, streams)), Stage("encode", sink_fn)]
 
 
 def run_frames(engine: Engine, recipe, source: Iterable | None = None, *, pinned=None, count: int | None = None,
@@ -86,11 +87,15 @@ def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frame
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(unit="frame", desc=f"blur {src.name}", dynamic_ncols=True)
+        from ..media import video_info
+
+        total = max(int(video_info(src).get("frames") or 0) - start, 0) or None
+        total = min(total, max_frames) if total and max_frames else (total or max_frames)
+        bar = tqdm(total=total, unit="frame", desc=f"blur {src.name}", dynamic_ncols=True)
     try:
         info = run_frames(engine, recipe, iter_frames(src, start=start, max_frames=max_frames),
                           writer_factory=_writer_factory(out, src), results=results,
-                          progress=bar.update if bar else None)
+                          progress=bar.update if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()

@@ -102,13 +102,11 @@ def blur_faces(frame: np.ndarray, boxes, landmarks, feather: float = 0.15, max_t
 
 def naive_blur(frame: np.ndarray, boxes, landmarks, feather: float = 0.15, max_tilt_deg: float = 45.0
                ) -> np.ndarray:
-    """What a proof-of-concept script does: Gaussian-blur the whole frame, blend with a full-frame mask."""
-    import cv2
-
-    h, w = frame.shape[:2]
+    """What a proof-of-concept script does: blur the whole frame, build a full-frame mask, blend every
+    pixel in float. Same blur and mask as blur_faces (so the bench compares architectures, not blurs)."""
     if boxes is None or len(boxes) == 0:
         return frame.copy()
-    ksize = 2 * blur_factor(boxes) + 1
-    blurred = cv2.GaussianBlur(frame, (ksize, ksize), 0)
+    h, w = frame.shape[:2]
+    blurred = blurred_region(frame, blur_factor(boxes))
     m = frame_mask(boxes, landmarks, w, h, feather, max_tilt_deg)[..., None]
-    return (frame * (1.0 - m) + blurred * m).astype(np.uint8)
+    return (frame * (1.0 - m) + blurred * m + 0.5).astype(np.uint8)

@@ -81,15 +81,21 @@ def frame_factors(dets):
     return [int(k) if s >= 0 else 0 for k, s in zip(ks.tolist(), side.tolist())]
 
 
-def blur_batch(frames, dets, feather: float = 0.15, max_tilt_deg: float = 45.0, max_elems: int = 1 << 25) -> int:
+def blur_batch(frames, dets, feather: float = 0.15, max_tilt_deg: float = 45.0, max_elems: int = 1 << 23) -> int:
     """Blur the kept faces of `dets` (frame pixels) into `frames` (uint8 [B, H, W, 3]) in place.
 
-    Returns the number of faces blurred.
+    Returns the number of faces blurred. `max_elems` bounds the union-mask temporaries (floats).
     """
     import torch
 
+    # Compact each frame's kept faces to the front: K drops from the pre-NMS candidate count (tens)
+    # to the most faces in one frame, which sets the size of the union-mask work below.
+    order = torch.argsort((~dets.keep).to(torch.uint8), dim=1, stable=True)
+    kf = int(dets.keep.sum(1).max().item()) if dets.keep.numel() else 0
+    order = order[:, :kf]
+    keep = torch.gather(dets.keep, 1, order)
     params = ellipse_params_torch(dets.boxes, dets.landmarks, max_tilt_deg)  # [B, K, 5] float64
-    keep = dets.keep
+    params = torch.gather(params, 1, order[..., None].expand(-1, -1, 5))
     ks = frame_factors(dets)  # one sync: k and the face count set the work's shape
     done = 0
     for k in sorted(set(ks) - {0}):

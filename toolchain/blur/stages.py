@@ -127,10 +127,58 @@ def host_blur(recipe) -> Callable:
 
 # ----------------------------------------------------------------------------- CUDA engine
 
+class _NoEvent:
+    def record(self, stream=None) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+
+class Streams:
+    """CUDA streams/events where the tensors live on a GPU; no-ops on the CPU, so the tensor engine's
+    stages run (and are tested) on a machine without a GPU."""
+
+    def __init__(self, device):
+        import torch
+
+        self.cuda = torch.device(device).type == "cuda"
+
+    def stream(self):
+        import torch
+
+        return torch.cuda.Stream() if self.cuda else None
+
+    def use(self, stream):
+        import contextlib
+
+        import torch
+
+        return torch.cuda.stream(stream) if self.cuda else contextlib.nullcontext()
+
+    def event(self, stream):
+        import torch
+
+        if not self.cuda:
+            return _NoEvent()
+        ev = torch.cuda.Event()
+        ev.record(stream)
+        return ev
+
+    def wait(self, stream, event, *tensors) -> None:
+        if self.cuda:
+            stream.wait_event(event)
+            for t in tensors:
+                t.record_stream(stream)  # the allocator must not reuse t's block before this stream is done
+
+    def pin(self, t):
+        return t.pin_memory() if self.cuda else t
+
+
 class PinnedPool:
     """A few pinned host buffers [B, H, W, 3] reused in turn (cudaHostAlloc is slow: never per batch)."""
 
-    def __init__(self, count: int, shape, stop):
+    def __init__(self, count: int, shape, stop, streams: Streams):
         import queue
 
         import torch
@@ -138,7 +186,7 @@ class PinnedPool:
         self.free: queue.Queue = queue.Queue()
         self.stop = stop
         for _ in range(count):
-            self.free.put(torch.empty(shape, dtype=torch.uint8).pin_memory())
+            self.free.put(streams.pin(torch.empty(shape, dtype=torch.uint8)))
 
     def get(self):
         return wait_get(self.free, self.stop)
@@ -147,7 +195,7 @@ class PinnedPool:
         self.free.put(buf)
 
 
-def cuda_batches(batch: int, stop, pool_size: int = 3) -> Callable:
+def cuda_batches(batch: int, stop, streams: Streams, pool_size: int = 3) -> Callable:
     """Stage 'batch': decoded frames -> pinned staging buffers (for frames not already pinned)."""
     def fn(items):
         pool = None
@@ -157,7 +205,7 @@ def cuda_batches(batch: int, stop, pool_size: int = 3) -> Callable:
             nonlocal pool
             f0 = buf[0][1]
             if pool is None:
-                pool = PinnedPool(pool_size, (batch, *f0.shape), stop)
+                pool = PinnedPool(pool_size, (batch, *f0.shape), stop, streams)
             host = pool.get()
             for j, (_, f, _) in enumerate(buf):
                 host[j].numpy()[...] = f
@@ -175,7 +223,7 @@ def cuda_batches(batch: int, stop, pool_size: int = 3) -> Callable:
     return fn
 
 
-def pinned_batches(frames_pinned, batch: int, count: int | None = None) -> Callable:
+def pinned_batches(frames_pinned, batch: int, streams: Streams, count: int | None = None) -> Callable:
     """Stage 'decode' for frames already in pinned host memory ([N, H, W, 3]): views, no copy."""
     n = frames_pinned.shape[0]
     count = n if count is None else count
@@ -188,21 +236,30 @@ def pinned_batches(frames_pinned, batch: int, count: int | None = None) -> Calla
             if rows == list(range(rows[0], rows[0] + len(rows))):
                 host = frames_pinned[rows[0]: rows[0] + len(rows)]
             else:  # wraps around the clip: rare, copy into a fresh pinned block
-                host = frames_pinned[rows].pin_memory()
+                host = streams.pin(frames_pinned[rows])
             yield Batch(idx, [now] * len(idx), None, host=host)
     return fn
 
 
-def cuda_upload(device) -> Callable:
-    import torch
+def gpu_tokens(count: int, stop):
+    """At most `count` batches of frames on the GPU at once (bounds GPU memory whatever the queues hold)."""
+    import queue
 
+    q: queue.Queue = queue.Queue()
+    for i in range(count):
+        q.put(i)
+    return q
+
+
+def cuda_upload(device, tokens, stop, streams: Streams) -> Callable:
     def fn(batches):
-        stream = torch.cuda.Stream(device)
+        stream = streams.stream()
         for b in batches:
-            with torch.cuda.stream(stream):
-                b.frames = b.host.to(device, non_blocking=True)
-                b.event = torch.cuda.Event()
-                b.event.record(stream)
+            b.extra["token"] = wait_get(tokens, stop)
+            with streams.use(stream):
+                # A copy even on the CPU: the blur works in place and must not touch the source frames.
+                b.frames = b.host.to(device, non_blocking=True, copy=True)
+                b.event = streams.event(stream)
             if b.release is not None:
                 b.event.synchronize()  # the staging buffer may be refilled only after the copy
                 b.release()
@@ -211,51 +268,46 @@ def cuda_upload(device) -> Callable:
     return fn
 
 
-def cuda_infer(model, recipe, dtype) -> Callable:
+def cuda_infer(model, recipe, dtype, streams: Streams) -> Callable:
     import torch
 
     from .gpu import letterbox_torch
 
     def fn(batches):
-        stream = torch.cuda.Stream()
+        stream = streams.stream()
         for b in batches:
-            with torch.cuda.stream(stream), torch.inference_mode():
-                stream.wait_event(b.event)
-                b.frames.record_stream(stream)
+            with streams.use(stream), torch.inference_mode():
+                streams.wait(stream, b.event, b.frames)
                 b.x, b.lb = letterbox_torch(b.frames, recipe, dtype=dtype)
                 outs = model(b.x)
                 o = recipe.outputs
                 names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
                 b.outputs = {n: t.float() for n, t in zip(names, outs)}
                 b.x = None
-                b.event = torch.cuda.Event()
-                b.event.record(stream)
+                b.event = streams.event(stream)
             yield b
     return fn
 
 
-def cuda_post(recipe, anchors) -> Callable:
+def cuda_post(recipe, anchors, streams: Streams) -> Callable:
     import torch
 
     from .gpu import postprocess_torch, to_frame_torch
 
     def fn(batches):
-        stream = torch.cuda.Stream()
+        stream = streams.stream()
         for b in batches:
-            with torch.cuda.stream(stream), torch.inference_mode():
-                stream.wait_event(b.event)
-                for t in b.outputs.values():
-                    t.record_stream(stream)
+            with streams.use(stream), torch.inference_mode():
+                streams.wait(stream, b.event, *b.outputs.values())
                 b.tdets = to_frame_torch(postprocess_torch(b.outputs, recipe, anchors), b.lb)
                 b.outputs = None
                 b.dets = b.tdets.to_numpy()  # small; the JSON lines and the proof need them on the host
-                b.event = torch.cuda.Event()
-                b.event.record(stream)
+                b.event = streams.event(stream)
             yield b
     return fn
 
 
-def cuda_blur(recipe) -> Callable:
+def cuda_blur(recipe, streams: Streams) -> Callable:
     import torch
 
     from .ops_torch import blur_batch
@@ -263,36 +315,31 @@ def cuda_blur(recipe) -> Callable:
     m = recipe.mask
 
     def fn(batches):
-        stream = torch.cuda.Stream()
+        stream = streams.stream()
         for b in batches:
-            with torch.cuda.stream(stream), torch.inference_mode():
-                stream.wait_event(b.event)
-                b.frames.record_stream(stream)
+            with streams.use(stream), torch.inference_mode():
+                streams.wait(stream, b.event, b.frames)
                 blur_batch(b.frames, b.tdets, m.feather, m.max_tilt_deg)
                 b.tdets = None
-                b.event = torch.cuda.Event()
-                b.event.record(stream)
+                b.event = streams.event(stream)
             yield b
     return fn
 
 
-def cuda_download(stop, pool_size: int = 4) -> Callable:
-    import torch
-
+def cuda_download(stop, tokens, streams: Streams, pool_size: int = 4) -> Callable:
     def fn(batches):
-        stream = torch.cuda.Stream()
+        stream = streams.stream()
         pool = None
         for b in batches:
             if pool is None:
-                pool = PinnedPool(pool_size, tuple(b.frames.shape), stop)
+                pool = PinnedPool(pool_size, tuple(b.frames.shape), stop, streams)
             host = pool.get()
-            with torch.cuda.stream(stream):
-                stream.wait_event(b.event)
-                b.frames.record_stream(stream)
+            with streams.use(stream):
+                streams.wait(stream, b.event, b.frames)
                 host[: len(b)].copy_(b.frames, non_blocking=True)
-                b.event = torch.cuda.Event()
-                b.event.record(stream)
-            b.frames = None
+                b.event = streams.event(stream)
+            b.frames = None  # record_stream keeps the block from reuse until the copy has run
+            tokens.put(b.extra.pop("token"))
             b.host = host[: len(b)]
             b.release = lambda h=host, p=pool: p.put(h)
             yield b
