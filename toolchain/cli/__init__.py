@@ -16,7 +16,7 @@ from ..errors import FbtoolError
 from ._common import State
 
 # One module per stage; each defines `command` (a click command or group).
-COMMAND_MODULES = ["run", "export", "detect", "validate", "deepstream", "build_parser", "build_engine", "doctor", "surgery", "calibrate"]
+COMMAND_MODULES = ["run", "export", "detect", "validate", "deepstream", "build_parser", "build_engine", "doctor", "surgery", "calibrate", "blur", "bench"]
 
 
 class FbtoolGroup(click.Group):
