@@ -60,9 +60,11 @@ def letterbox_torch(frames, recipe, chunk: int = 8, dtype=None):
     lb = geometry(recipe, w, h)
     dtype = dtype or torch.float32
     # The mean is in the model's colour order (preprocess.normalize): flip the pixels, not the mean.
-    mean = torch.tensor(p.mean, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
+    # Per-channel fills with Python scalars: a torch.tensor(list, device=cuda) would be a host->device
+    # copy from pageable memory, which waits for this stream (a hidden sync in a pipelined stage).
     canvas = torch.empty((b, 3, recipe.input.height, recipe.input.width), dtype=dtype, device=frames.device)
-    canvas[:] = (-mean * p.scale).to(dtype)  # black padding, normalised like every other pixel
+    for c in range(3):
+        canvas[:, c] = -float(p.mean[c]) * p.scale  # black padding, normalised like every other pixel
     mode = "bilinear" if p.interpolation == "bilinear" else "nearest"
     half = torch.float16 if frames.is_cuda else torch.float32
     for s in range(0, b, chunk):
@@ -72,8 +74,9 @@ def letterbox_torch(frames, recipe, chunk: int = 8, dtype=None):
         if (lb.scaled_w, lb.scaled_h) != (w, h):
             x = F.interpolate(x, size=(lb.scaled_h, lb.scaled_w), mode=mode,
                               align_corners=False if mode == "bilinear" else None)
-        y = (x.float() - mean) * p.scale
-        canvas[s:s + chunk, :, lb.pad_y:lb.pad_y + lb.scaled_h, lb.pad_x:lb.pad_x + lb.scaled_w] = y.to(dtype)
+        dst = canvas[s:s + chunk, :, lb.pad_y:lb.pad_y + lb.scaled_h, lb.pad_x:lb.pad_x + lb.scaled_w]
+        for c in range(3):
+            dst[:, c] = (x[:, c].float() - float(p.mean[c])) * p.scale
     return canvas, lb
 
 
@@ -144,12 +147,14 @@ def postprocess_torch(outputs: dict, recipe, anchors, width: int | None = None, 
     d = torch.gather(loc, 1, idx[..., None].expand(-1, -1, 4)).double()
     c = a[..., :2] + d[..., :2] * var0 * a[..., 2:]
     wh = a[..., 2:] * torch.exp(d[..., 2:] * var1)
-    scale = torch.tensor([width, height], dtype=torch.float64, device=loc.device)
+    scale = torch.ones(2, dtype=torch.float64, device=loc.device)  # no host->device copy (see letterbox)
+    scale[0], scale[1] = float(width), float(height)
     boxes = (torch.cat([c - wh / 2, c + wh / 2], -1) * scale.repeat(2)).float()
     lms = None
     if recipe.has_landmarks and o.landmarks in outputs:
         raw = outputs[o.landmarks]
-        ldm = torch.gather(raw, 1, idx[..., None].expand(-1, -1, raw.shape[-1])).double().reshape(b, kc, -1, 2)
+        nl = raw.shape[-1] // 2
+        ldm = torch.gather(raw, 1, idx[..., None].expand(-1, -1, raw.shape[-1])).double().reshape(b, kc, nl, 2)
         lms = ((a[:, :, None, :2] + ldm * var0 * a[:, :, None, 2:]) * scale).float()
     keep = greedy_nms(boxes, valid, t.nms_iou, t.top_k)
     return TorchDetections(boxes, torch.where(valid, vals, torch.zeros_like(vals)), lms, keep)
@@ -157,13 +162,15 @@ def postprocess_torch(outputs: dict, recipe, anchors, width: int | None = None, 
 
 def to_frame_torch(dets: TorchDetections, lb: Letterbox) -> TorchDetections:
     """Network pixels -> frame pixels, boxes clipped to the frame (preprocess.to_frame, batched)."""
-    import torch
 
-    dev = dets.boxes.device
-    pad = torch.tensor([lb.pad_x, lb.pad_y], dtype=torch.float64, device=dev)
-    s = torch.tensor([lb.sx, lb.sy], dtype=torch.float64, device=dev)
-    hi = torch.tensor([lb.frame_w, lb.frame_h], dtype=torch.float64, device=dev)
-    b = dets.boxes.double().reshape(*dets.boxes.shape[:-1], 2, 2)
-    b = torch.minimum(torch.maximum((b - pad) / s, torch.zeros_like(hi)), hi).reshape(dets.boxes.shape).float()
-    lms = None if dets.landmarks is None else ((dets.landmarks.double() - pad) / s).float()
+    b = dets.boxes.double().clone()
+    b[..., 0::2] = ((b[..., 0::2] - lb.pad_x) / lb.sx).clamp(0, lb.frame_w)
+    b[..., 1::2] = ((b[..., 1::2] - lb.pad_y) / lb.sy).clamp(0, lb.frame_h)
+    lms = None
+    if dets.landmarks is not None:
+        lms = dets.landmarks.double().clone()
+        lms[..., 0] = (lms[..., 0] - lb.pad_x) / lb.sx
+        lms[..., 1] = (lms[..., 1] - lb.pad_y) / lb.sy
+        lms = lms.float()
+    b = b.float()
     return TorchDetections(b, dets.scores, lms, dets.keep)

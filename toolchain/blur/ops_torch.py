@@ -34,14 +34,13 @@ def ellipse_params_torch(boxes, landmarks, max_tilt_deg: float):
     return torch.stack([cx, cy, a, b, tilt], -1)
 
 
-def pooled(frames, rows: list[int], k: int, chunk: int = 8):
+def pooled(frames, rows: list[int], k: int):
     """uint8 [B, H, W, 3] frames[rows] -> float32 [n, 3, ceil(H/k), ceil(W/k)] box averages (INTER_AREA by k)."""
     import torch
     import torch.nn.functional as F
 
     work = torch.float16 if frames.is_cuda else torch.float32  # halves the temporary at 1080p
-    outs = [F.avg_pool2d(frames[rows[s:s + chunk]].permute(0, 3, 1, 2).to(work), k, k, ceil_mode=True).float()
-            for s in range(0, len(rows), chunk)]
+    outs = [F.avg_pool2d(frames[r].permute(2, 0, 1)[None].to(work), k, k, ceil_mode=True).float() for r in rows]
     return torch.cat(outs)
 
 
@@ -102,7 +101,8 @@ def blur_batch(frames, dets, feather: float = 0.15, max_tilt_deg: float = 45.0, 
         rows = [i for i, v in enumerate(ks) if v == k]
         small = pooled(frames, rows, k)
         local = torch.full((frames.shape[0],), -1, dtype=torch.long, device=frames.device)
-        local[rows] = torch.arange(len(rows), device=frames.device)
+        for j, row in enumerate(rows):  # scalar writes: a list index would be a pageable host->device copy
+            local[row] = j
         sel = keep & (local >= 0)[:, None]
         fb, fk = torch.nonzero(sel, as_tuple=True)
         done += _blur_faces(frames, small, local, params, keep, fb, fk, k, feather, max_elems)

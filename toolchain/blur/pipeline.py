@@ -92,15 +92,28 @@ class _Feed:
         return item
 
 
+_tls = threading.local()
+
+
 def wait_get(q: queue.Queue, stop: threading.Event):
-    """Blocking get that gives up when the pipeline stops (for resource pools shared by stages)."""
-    while True:
-        if stop.is_set():
-            raise Stopped()
-        try:
-            return q.get(timeout=_POLL_S)
-        except queue.Empty:
-            continue
+    """Blocking get that gives up when the pipeline stops (for resource pools shared by stages).
+
+    The wait counts as the stage being blocked on its output (a pool refills only when a later stage
+    gives a buffer back), not as its own work.
+    """
+    t0 = time.perf_counter()
+    try:
+        while True:
+            if stop.is_set():
+                raise Stopped()
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+    finally:
+        st = getattr(_tls, "stats", None)
+        if st is not None:
+            st.wait_out_s += time.perf_counter() - t0
 
 
 class Pipeline:
@@ -141,6 +154,7 @@ class Pipeline:
         q_out = self.queues[i] if i < len(self.queues) else None
         t0 = time.perf_counter()
         gen = None
+        _tls.stats = st
         try:
             gen = iter(stage.fn(_Feed(q_in, self.stop, st)))
             for item in gen:
