@@ -17,7 +17,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames-npy", default=None)
     ap.add_argument("--size", default="1920x1080")
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--out", default=".")
     a = ap.parse_args(argv)
 

@@ -107,7 +107,7 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
             model = model.half()
             dtype = torch.float16
         model = model.to(memory_format=torch.channels_last)
-        return Engine(backend, device, f"torch-cuda-{precision}", model=model, dtype=dtype, batch=batch or 16)
+        return Engine(backend, device, f"torch-cuda-{precision}", model=model, dtype=dtype, batch=batch or 32)
     if backend == "tensorrt":
         mod = _optional(["toolchain.runners.tensorrt"], "the TensorRT backend",
                         "needs TensorRT (import tensorrt) and toolchain/runners/tensorrt.py")

@@ -1,12 +1,14 @@
 """The face blur in PyTorch (CUDA, or CPU for tests): the same blur as ops_cpu, batched.
 
-Per batch: frames with faces are box-averaged by their k (tiny: 1/k^2 of the frame; frames that
-share k are done together). Each face then gets a P x P crop (P covers the largest face's mask
-reach plus the box filter's); in it we evaluate the reference mask formula (toolchain.reference.masks:
-ellipse turned by the eye line, soft edge) for every face of the same frame and take the maximum
-(the union, as frame_mask does), sample the pooled image with the bilinear grid OpenCV's resize
-uses, box-filter it, blend, and write the crop back in place. Only face pixels are read or written,
-so the cost follows the faces, and memory stays a few MB whatever the frame size.
+Per batch: each frame with faces is box-averaged by its own k (tiny: 1/k^2 of the frame). Each face
+gets a P x P crop, P from a short ladder of sizes just above its mask reach plus the box filter's
+(faces of one size class are done together, so a 70 px face does not pay for a 300 px one). In the
+crop we evaluate the reference mask formula (toolchain.reference.masks: ellipse turned by the eye
+line, soft edge) for every face of the same frame and take the maximum (the union, as frame_mask
+does), sample the pooled image with the bilinear grid OpenCV's resize uses, box-filter it (integral
+image, per-face window), blend, and write back only the pixels the face's own mask reaches: there
+every crop that covers a pixel computes the same value, so overlapping faces never race.
+Only face pixels are read or written; memory stays small whatever the frame size.
 """
 
 from __future__ import annotations
@@ -34,50 +36,40 @@ def ellipse_params_torch(boxes, landmarks, max_tilt_deg: float):
     return torch.stack([cx, cy, a, b, tilt], -1)
 
 
-def pooled(frames, rows: list[int], k: int):
-    """uint8 [B, H, W, 3] frames[rows] -> float32 [n, 3, ceil(H/k), ceil(W/k)] box averages (INTER_AREA by k)."""
-    import torch
-    import torch.nn.functional as F
-
-    work = torch.float16 if frames.is_cuda else torch.float32  # halves the temporary at 1080p
-    outs = [F.avg_pool2d(frames[r].permute(2, 0, 1)[None].to(work), k, k, ceil_mode=True).float() for r in rows]
-    return torch.cat(outs)
-
-
-def box_filter(x, size: int):
-    """Mean over a size x size window (size odd) of [N, C, H, W], edges averaging the valid pixels only.
-
-    Integral-image form: O(1) per pixel whatever the size (k reaches ~100 px at 1080p), like cv2.blur.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    r = size // 2
-
-    def along(t, dim):
-        n = t.shape[dim]
-        c = torch.cumsum(t, dim)
-        c = F.pad(c, (1, 0) if dim == 3 else (0, 0, 1, 0))  # leading zero
-        idx = torch.arange(n, device=t.device)
-        lo, hi = (idx - r).clamp(0, n), (idx + r + 1).clamp(0, n)
-        shape = [1, 1, 1, 1]
-        shape[dim] = n
-        s = c.index_select(dim, hi) - c.index_select(dim, lo)
-        return s / (hi - lo).to(t.dtype).view(shape)
-
-    return along(along(x, 3), 2)
+SIZES = (32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 
 
 def frame_factors(dets):
-    """Per frame: k from its largest kept face (ops_cpu.blur_factor), as a host list; 0 = no face."""
+    """Per frame: k from its largest kept face (ops_cpu.blur_factor), on the device; 0 = no face."""
     import torch
 
     b = dets.boxes.double()
     side = torch.minimum(b[..., 2] - b[..., 0], b[..., 3] - b[..., 1])
-    side = torch.where(dets.keep, side, torch.full_like(side, -1.0)).amax(1) if side.shape[1] else \
-        torch.full(side.shape[:1], -1.0, dtype=side.dtype, device=side.device)
+    side = torch.where(dets.keep, side, torch.full_like(side, -1.0))
+    side = side.amax(1) if side.shape[1] else torch.full(side.shape[:1], -1.0, dtype=side.dtype, device=side.device)
     ks = torch.clamp(torch.round(side / BLOCKS_PER_FACE), min=MIN_K)
-    return [int(k) if s >= 0 else 0 for k, s in zip(ks.tolist(), side.tolist())]
+    return torch.where(side >= 0, ks, torch.zeros_like(ks)).long()
+
+
+def box_filter(x, radius):
+    """Per-sample box mean: x [N, C, P, P], radius [N] (window 2r+1), edges averaging valid pixels only.
+
+    Integral-image form (O(1) per pixel whatever r; r reaches ~50 px at 1080p), like cv2.blur.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, c, p, _ = x.shape
+    idx = torch.arange(p, device=x.device)
+    lo = (idx[None, :] - radius[:, None]).clamp(0, p)
+    hi = (idx[None, :] + radius[:, None] + 1).clamp(0, p)
+    cnt = (hi - lo).to(x.dtype)
+    cw = F.pad(x.cumsum(3), (1, 0))
+    x = (cw.gather(3, hi[:, None, None, :].expand(n, c, p, p)) -
+         cw.gather(3, lo[:, None, None, :].expand(n, c, p, p))) / cnt[:, None, None, :]
+    ch = F.pad(x.cumsum(2), (0, 0, 1, 0))
+    return (ch.gather(2, hi[:, None, :, None].expand(n, c, p, p)) -
+            ch.gather(2, lo[:, None, :, None].expand(n, c, p, p))) / cnt[:, None, :, None]
 
 
 def blur_batch(frames, dets, feather: float = 0.15, max_tilt_deg: float = 45.0, max_elems: int = 1 << 23) -> int:
@@ -86,78 +78,93 @@ def blur_batch(frames, dets, feather: float = 0.15, max_tilt_deg: float = 45.0, 
     Returns the number of faces blurred. `max_elems` bounds the union-mask temporaries (floats).
     """
     import torch
+    import torch.nn.functional as F
 
+    bsz, h, w, _ = frames.shape
+    dev = frames.device
+    ks_dev = frame_factors(dets)
     # Compact each frame's kept faces to the front: K drops from the pre-NMS candidate count (tens)
-    # to the most faces in one frame, which sets the size of the union-mask work below.
-    order = torch.argsort((~dets.keep).to(torch.uint8), dim=1, stable=True)
-    kf = int(dets.keep.sum(1).max().item()) if dets.keep.numel() else 0
-    order = order[:, :kf]
+    # to the most faces in one frame, which sets the size of the union-mask work.
+    counts = dets.keep.sum(1)
+    stats = torch.cat([ks_dev, counts.max().reshape(1) if bsz else counts.new_zeros(1)]).tolist()  # one sync
+    ks, kf = stats[:bsz], int(stats[bsz])
+    if kf == 0:
+        return 0
+    order = torch.argsort((~dets.keep).to(torch.uint8), dim=1, stable=True)[:, :kf]
     keep = torch.gather(dets.keep, 1, order)
     params = ellipse_params_torch(dets.boxes, dets.landmarks, max_tilt_deg)  # [B, K, 5] float64
     params = torch.gather(params, 1, order[..., None].expand(-1, -1, 5))
-    ks = frame_factors(dets)  # one sync: k and the face count set the work's shape
-    done = 0
-    for k in sorted(set(ks) - {0}):
-        rows = [i for i, v in enumerate(ks) if v == k]
-        small = pooled(frames, rows, k)
-        local = torch.full((frames.shape[0],), -1, dtype=torch.long, device=frames.device)
-        for j, row in enumerate(rows):  # scalar writes: a list index would be a pageable host->device copy
-            local[row] = j
-        sel = keep & (local >= 0)[:, None]
-        fb, fk = torch.nonzero(sel, as_tuple=True)
-        done += _blur_faces(frames, small, local, params, keep, fb, fk, k, feather, max_elems)
-    return done
+    # Each frame's pooled image (OpenCV INTER_AREA by its k), padded into one tensor.
+    hs = max(-(-h // k) for k in ks if k)
+    ws = max(-(-w // k) for k in ks if k)
+    small = torch.zeros((bsz, 3, hs, ws), dtype=torch.float32, device=dev)
+    work = torch.float16 if frames.is_cuda else torch.float32  # halves the temporary at 1080p
+    for i, k in enumerate(ks):
+        if k:
+            small[i, :, : -(-h // k), : -(-w // k)] = F.avg_pool2d(
+                frames[i].permute(2, 0, 1)[None].to(work), k, k, ceil_mode=True)[0].float()
+    fb, fk = torch.nonzero(keep, as_tuple=True)
+    face = params[fb, fk]
+    kface = ks_dev[fb]
+    box = kface | 1
+    reach = (1.0 + feather) * torch.maximum(face[:, 2], face[:, 3]) + 1 + box.double()
+    need = (2 * torch.ceil(reach) + 2).tolist()  # second sync: crop sizes
+    buckets: dict[int, list[int]] = {}
+    for j, q in enumerate(need):
+        p = next((s for s in SIZES if s >= q), int(-(-q // 256) * 256))
+        buckets.setdefault(p, []).append(j)
+    for p, idx in sorted(buckets.items()):
+        sel = torch.as_tensor(idx, dtype=torch.long).to(dev, non_blocking=True)
+        _blur_crops(frames, small, params, keep, fb[sel], fk[sel], kface[sel], p, feather, max_elems)
+    return len(need)
 
 
-def _blur_faces(frames, small, local, params, keep, fb, fk, k: int, feather: float, max_elems: int) -> int:
+def _blur_crops(frames, small, params, keep, fb, fk, kface, p: int, feather: float, max_elems: int) -> None:
     import torch
     import torch.nn.functional as F
 
     _, h, w, _ = frames.shape
     dev = frames.device
-    n = int(fb.shape[0])
-    if n == 0:
-        return 0
-    face = params[fb, fk]
-    box = k | 1
-    reach = (1.0 + feather) * torch.maximum(face[:, 2], face[:, 3]) + 1 + box  # + the box filter's reach
-    p = int(math.ceil(2 * float(reach.max().item()) + 2))
-    p = max(16, -(-p // 16) * 16)  # a few sizes only: the allocator reuses blocks
-    ar = torch.arange(p, device=dev)
-    ox = torch.floor(face[:, 0] - p / 2).long()
-    oy = torch.floor(face[:, 1] - p / 2).long()
+    n = fb.shape[0]
     kmax = keep.shape[1]
     per = max(1, max_elems // max(kmax * p * p, 1))
-    sh, sw = small.shape[-2:]
-    # Crops of one chunk are all read before any is written back; past `per` faces (hundreds) a later
-    # chunk may read pixels an earlier one blurred where crops overlap: blurred twice, never left sharp.
+    ar = torch.arange(p, device=dev)
+    flat = frames.view(-1, 3)
+    hp, wp = small.shape[-2:]
     for s in range(0, n, per):
-        sl = slice(s, s + per)
-        xs = (ox[sl, None] + ar).clamp(0, w - 1)  # [F, P]
-        ys = (oy[sl, None] + ar).clamp(0, h - 1)
-        # Union mask: every face of this crop's frame, at pixel centres, as rasterize_mask/frame_mask.
-        prm = params[fb[sl]].float()  # [F, K, 5]
-        valid = keep[fb[sl]]
+        b, kk, k = fb[s:s + per], fk[s:s + per], kface[s:s + per].double()
+        face = params[b, kk]
+        ox = torch.floor(face[:, 0] - p / 2).long()
+        oy = torch.floor(face[:, 1] - p / 2).long()
+        xs = (ox[:, None] + ar).clamp(0, w - 1)  # [F, P]
+        ys = (oy[:, None] + ar).clamp(0, h - 1)
+        # Masks of every face of this crop's frame at pixel centres (rasterize_mask's formula).
+        prm = params[b].float()  # [F, K, 5]
         px = (xs.float() + 0.5)[:, None, None, :] - prm[..., 0, None, None]
         py = (ys.float() + 0.5)[:, None, :, None] - prm[..., 1, None, None]
         c, sn = torch.cos(prm[..., 4])[..., None, None], torch.sin(prm[..., 4])[..., None, None]
         u, v = c * px + sn * py, -sn * px + c * py
         a = prm[..., 2, None, None].clamp(min=1e-12)
-        b = prm[..., 3, None, None].clamp(min=1e-12)
-        r = torch.sqrt((u / a) ** 2 + (v / b) ** 2)
-        m = (0.5 + (1.0 - r) / (2.0 * feather)).clamp(0, 1)
-        ok = valid & (prm[..., 2] > 0) & (prm[..., 3] > 0)
-        m = torch.where(ok[..., None, None], m, torch.zeros_like(m)).amax(1)  # [F, P, P]
-        # Blurred pixels: bilinear from the k-pooled image at (x + 0.5) / k - 0.5 (OpenCV's resize),
-        # then the k-wide box filter, as ops_cpu.blurred_region.
-        gx = (2.0 * ((xs.float() + 0.5) / k) / sw - 1.0)[:, None, :].expand(-1, p, -1)
-        gy = (2.0 * ((ys.float() + 0.5) / k) / sh - 1.0)[:, :, None].expand(-1, -1, p)
-        up = F.grid_sample(small[local[fb[sl]]], torch.stack([gx, gy], -1), mode="bilinear",
-                           padding_mode="border", align_corners=False)
-        blurred = box_filter(up, box).permute(0, 2, 3, 1)  # [F, P, P, 3]
-        bi = fb[sl][:, None, None].expand(-1, p, p)
-        yi, xi = ys[:, :, None].expand(-1, -1, p), xs[:, None, :].expand(-1, p, -1)
-        sharp = frames[bi, yi, xi].float()
-        out = sharp + m[..., None] * (blurred - sharp)
-        frames[bi, yi, xi] = (out + 0.5).clamp(0, 255).to(torch.uint8)
-    return n
+        bb = prm[..., 3, None, None].clamp(min=1e-12)
+        m = (0.5 + (1.0 - torch.sqrt((u / a) ** 2 + (v / bb) ** 2)) / (2.0 * feather)).clamp(0, 1)
+        ok = keep[b] & (prm[..., 2] > 0) & (prm[..., 3] > 0)
+        m = torch.where(ok[..., None, None], m, torch.zeros_like(m))
+        own = m.gather(1, kk[:, None, None, None].expand(-1, 1, p, p))[:, 0] > 0  # this face's reach
+        m = m.amax(1)  # the union, as frame_mask
+        # Blurred pixels: bilinear from the frame's pooled image at (x + 0.5) / k - 0.5 (OpenCV's resize),
+        # clamped to that image (its border), then the k-wide box filter, as ops_cpu.blurred_region.
+        kk_ = k[:, None]
+        sx = ((xs.double() + 0.5) / kk_ - 0.5).clamp(min=0.0)
+        sy = ((ys.double() + 0.5) / kk_ - 0.5).clamp(min=0.0)
+        sx = torch.minimum(sx, torch.ceil(w / kk_) - 1)
+        sy = torch.minimum(sy, torch.ceil(h / kk_) - 1)
+        gx = ((2 * sx + 1) / wp - 1).float()[:, None, :].expand(-1, p, -1)
+        gy = ((2 * sy + 1) / hp - 1).float()[:, :, None].expand(-1, -1, p)
+        up = F.grid_sample(small[b], torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border",
+                           align_corners=False)
+        blurred = box_filter(up, (kface[s:s + per] | 1) // 2).permute(0, 2, 3, 1)  # [F, P, P, 3]
+        lin = (b[:, None, None] * h + ys[:, :, None]) * w + xs[:, None, :]  # [F, P, P]
+        lin = lin[own]  # third sync per size class: only pixels this face's mask reaches are written
+        sharp = flat[lin].float()
+        out = sharp + m[own][:, None] * (blurred[own] - sharp)
+        flat[lin] = (out + 0.5).clamp(0, 255).to(torch.uint8)
