@@ -121,15 +121,17 @@ def _engine(run: RunFolder, recipe) -> Candidate:
     if path is None:
         return Candidate("engine", "fp32", desc, None, "no engine in the run folder (TensorRT absent here?)")
     info = (run.stage("build-engine") or {}).get("info", {})
-    precision = {"best": "int8"}.get(info.get("precision", "fp32"), info.get("precision", "fp32"))
-    try:
-        from ..runners.tensorrt import TensorRTRunner
-    except ImportError as exc:
-        return Candidate("engine", precision, desc, None, f"TensorRT runner unavailable: {exc}")
-    ok, why = TensorRTRunner.available()
+    precision = info.get("precision", "fp32")
+    runtime = info.get("runtime", "tensorrt")
+    desc = f"{info.get('target', runtime)} engine ({precision})"
+    from ..runners.tensorrt import TensorRTRunner
+
+    ok, why = TensorRTRunner.available(runtime)
     if not ok:
+        if runtime == "tensorrt-rtx":
+            why = f"a TensorRT-RTX engine runs on RTX/Ampere GPUs only (CC 8.0/8.6/8.9/12.x): {why}"
         return Candidate("engine", precision, desc, None, why)
-    return Candidate("engine", precision, desc, _runner_candidate(lambda: TensorRTRunner(path), recipe),
+    return Candidate("engine", precision, desc, _runner_candidate(lambda: TensorRTRunner(path, runtime=runtime), recipe),
                      extra={"path": str(path)})
 
 
