@@ -84,6 +84,26 @@ def main(argv=None) -> int:
     faces = int(dets.keep.sum())
     work = g.clone()
     bench(f"blur_batch ({faces} faces)", lambda: blur_batch(work, dets))
+    import torch.nn.functional as F
+
+    from toolchain.blur.ops_torch import area_pool
+
+    for k in (30, 97):
+        bench(f"avg_pool2d k={k} x{b} frames", lambda k=k: [F.avg_pool2d(
+            g[i].permute(2, 0, 1)[None].half(), k, k, ceil_mode=True) for i in range(b)])
+        bench(f"area_pool k={k} x{b} frames", lambda k=k: [area_pool(g[i], k) for i in range(b)])
+
+    def chain():
+        x = pinned.to(dev, non_blocking=True)
+        xin, lb2 = letterbox_torch(x, r)
+        with torch.inference_mode():
+            o = {n: t.float() for n, t in zip(names, eng.model(xin))}
+            d = to_frame_torch(postprocess_torch(o, r, anchors), lb2)
+            d.to_numpy()
+            blur_batch(x, d)
+        out_pinned.copy_(x, non_blocking=True)
+
+    bench("whole chain, one stream, no overlap", chain, n=5)
     print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "gpu_profile.json").write_text(json.dumps({"batch": b, "size": a.size, "ops": rows}, indent=2))

@@ -72,13 +72,32 @@ def box_filter(x, radius):
             ch.gather(2, lo[:, None, :, None].expand(n, c, p, p))) / cnt[:, None, :, None]
 
 
+def area_pool(frame, k: int):
+    """uint8 [H, W, 3] -> float32 [3, ceil(H/k), ceil(W/k)] block means (cv2.INTER_AREA by k; partial
+    blocks at the right/bottom average their valid pixels).
+
+    A reshape-and-sum, not avg_pool2d: with a large window (k ~ 100 at 1080p) the pooling kernel gives
+    each output element to one thread looping over k*k pixels, a few hundred threads in all (see
+    scripts/gpu_profile.py for the two timed side by side); the reduction spreads over the whole GPU.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    h, w, _ = frame.shape
+    hp, wp = -(-h // k) * k, -(-w // k) * k
+    x = frame if (hp, wp) == (h, w) else F.pad(frame.permute(2, 0, 1), (0, wp - w, 0, hp - h)).permute(1, 2, 0)
+    sums = x.reshape(hp // k, k, wp // k, k, 3).sum((1, 3), dtype=torch.int32).float()  # exact integers
+    nh = (torch.arange(hp // k, device=frame.device) * k - h).neg().clamp(max=k)  # valid rows per block
+    nw = (torch.arange(wp // k, device=frame.device) * k - w).neg().clamp(max=k)
+    return (sums / (nh[:, None, None] * nw[None, :, None])).permute(2, 0, 1)
+
+
 def blur_batch(frames, dets, feather: float = 0.15, max_tilt_deg: float = 45.0, max_elems: int = 1 << 23) -> int:
     """Blur the kept faces of `dets` (frame pixels) into `frames` (uint8 [B, H, W, 3]) in place.
 
     Returns the number of faces blurred. `max_elems` bounds the union-mask temporaries (floats).
     """
     import torch
-    import torch.nn.functional as F
 
     bsz, h, w, _ = frames.shape
     dev = frames.device
@@ -98,11 +117,9 @@ def blur_batch(frames, dets, feather: float = 0.15, max_tilt_deg: float = 45.0, 
     hs = max(-(-h // k) for k in ks if k)
     ws = max(-(-w // k) for k in ks if k)
     small = torch.zeros((bsz, 3, hs, ws), dtype=torch.float32, device=dev)
-    work = torch.float16 if frames.is_cuda else torch.float32  # halves the temporary at 1080p
     for i, k in enumerate(ks):
         if k:
-            small[i, :, : -(-h // k), : -(-w // k)] = F.avg_pool2d(
-                frames[i].permute(2, 0, 1)[None].to(work), k, k, ceil_mode=True)[0].float()
+            small[i, :, : -(-h // k), : -(-w // k)] = area_pool(frames[i], k)
     fb, fk = torch.nonzero(keep, as_tuple=True)
     face = params[fb, fk]
     kface = ks_dev[fb]
