@@ -33,7 +33,6 @@ def main(argv=None) -> int:
     b = a.batch
     host_np = make_frames(load_source_frames(npy=a.frames_npy), b, parse_size(a.size))
     pinned = torch.from_numpy(host_np).pin_memory()
-    pageable = torch.from_numpy(host_np.copy())
     dev = torch.device("cuda")
     g = pinned.to(dev)
     out_pinned = torch.empty_like(pinned).pin_memory()
@@ -61,7 +60,6 @@ def main(argv=None) -> int:
 
     nb = pinned.numel()
     bench("H2D pinned", lambda: pinned.to(dev, non_blocking=True), nbytes=nb)
-    bench("H2D pageable", lambda: pageable.to(dev, non_blocking=True), n=3, nbytes=nb)
     bench("D2H pinned", lambda: out_pinned.copy_(g, non_blocking=True), nbytes=nb)
     bench("letterbox fp32", lambda: letterbox_torch(g, r))
     bench("letterbox fp16", lambda: letterbox_torch(g, r, dtype=torch.float16))
@@ -104,6 +102,16 @@ def main(argv=None) -> int:
         out_pinned.copy_(x, non_blocking=True)
 
     bench("whole chain, one stream, no overlap", chain, n=5)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            blur_batch(work, dets)
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=10, max_name_column_width=40)
+    (Path(a.out) / "blur_kernels.txt").parent.mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / "blur_kernels.txt").write_text(table)
+    print("\n".join(line[:150] for line in table.splitlines()[:14]))
     print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "gpu_profile.json").write_text(json.dumps({"batch": b, "size": a.size, "ops": rows}, indent=2))

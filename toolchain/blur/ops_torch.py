@@ -121,67 +121,89 @@ def blur_batch(frames, dets, feather: float = 0.15, max_tilt_deg: float = 45.0, 
         if k:
             small[i, :, : -(-h // k), : -(-w // k)] = area_pool(frames[i], k)
     fb, fk = torch.nonzero(keep, as_tuple=True)
-    face = params[fb, fk]
+    face = params[fb, fk]  # [n, 5] every kept face of the batch
     kface = ks_dev[fb]
-    box = kface | 1
-    reach = (1.0 + feather) * torch.maximum(face[:, 2], face[:, 3]) + 1 + box.double()
-    need = (2 * torch.ceil(reach) + 2).tolist()  # second sync: crop sizes
-    buckets: dict[int, list[int]] = {}
-    for j, q in enumerate(need):
-        p = next((s for s in SIZES if s >= q), int(-(-q // 256) * 256))
+    mask_reach = (1.0 + feather) * torch.maximum(face[:, 2], face[:, 3]) + 1
+    reach = mask_reach + (kface | 1).double()  # + the box filter's reach
+    rows = torch.stack([fb.double(), face[:, 0], face[:, 1], mask_reach, 2 * torch.ceil(reach) + 2], 1).tolist()
+    buckets: dict[int, list[int]] = {}  # second sync above: crop sizes and neighbours
+    for j, row in enumerate(rows):
+        p = next((s for s in SIZES if s >= row[4]), int(-(-row[4] // 256) * 256))
         buckets.setdefault(p, []).append(j)
+    face32 = face.float()
+    per_frame: dict[int, list[int]] = {}
+    for j, row in enumerate(rows):
+        per_frame.setdefault(int(row[0]), []).append(j)
     for p, idx in sorted(buckets.items()):
-        sel = torch.as_tensor(idx, dtype=torch.long).to(dev, non_blocking=True)
-        _blur_crops(frames, small, params, keep, fb[sel], fk[sel], kface[sel], p, feather, max_elems)
-    return len(need)
+        per = max(1, max_elems // (p * p))
+        for s in range(0, len(idx), per):
+            chunk = idx[s:s + per]
+            # Faces of the same frame whose mask reaches into this crop: their masks join the union.
+            pj, pg = [], []
+            for li, j in enumerate(chunk):
+                x0, y0 = math.floor(rows[j][1] - p / 2), math.floor(rows[j][2] - p / 2)
+                for g in per_frame[int(rows[j][0])]:
+                    if g != j and rows[g][1] + rows[g][3] >= x0 and rows[g][1] - rows[g][3] <= x0 + p and \
+                            rows[g][2] + rows[g][3] >= y0 and rows[g][2] - rows[g][3] <= y0 + p:
+                        pj.append(li)
+                        pg.append(g)
+            _blur_crops(frames, small, face32, fb, kface, _ix(chunk, dev), p, _ix(pj, dev), _ix(pg, dev), feather)
+    return len(rows)
 
 
-def _blur_crops(frames, small, params, keep, fb, fk, kface, p: int, feather: float, max_elems: int) -> None:
+def _ix(values: list[int], dev):
+    """A small index list on the device without a synchronising copy (pinned-free, non-blocking)."""
+    import torch
+
+    return torch.as_tensor(values, dtype=torch.long).to(dev, non_blocking=True)
+
+
+def _ellipse_prob(prm, xs, ys, feather: float):
+    """The reference mask formula (masks.rasterize_mask) for faces [N, 5] over crops [N, P] x [N, P]."""
+    import torch
+
+    px = (xs.float() + 0.5)[:, None, :] - prm[:, 0, None, None]
+    py = (ys.float() + 0.5)[:, :, None] - prm[:, 1, None, None]
+    c, sn = torch.cos(prm[:, 4])[:, None, None], torch.sin(prm[:, 4])[:, None, None]
+    u, v = c * px + sn * py, -sn * px + c * py
+    a = prm[:, 2, None, None].clamp(min=1e-12)
+    b = prm[:, 3, None, None].clamp(min=1e-12)
+    m = (0.5 + (1.0 - torch.sqrt((u / a) ** 2 + (v / b) ** 2)) / (2.0 * feather)).clamp(0, 1)
+    return torch.where(((prm[:, 2] > 0) & (prm[:, 3] > 0))[:, None, None], m, torch.zeros_like(m))
+
+
+def _blur_crops(frames, small, face32, fb_all, kface_all, sel, p: int, pj, pg, feather: float) -> None:
     import torch
     import torch.nn.functional as F
 
     _, h, w, _ = frames.shape
     dev = frames.device
-    n = fb.shape[0]
-    kmax = keep.shape[1]
-    per = max(1, max_elems // max(kmax * p * p, 1))
     ar = torch.arange(p, device=dev)
     flat = frames.view(-1, 3)
     hp, wp = small.shape[-2:]
-    for s in range(0, n, per):
-        b, kk, k = fb[s:s + per], fk[s:s + per], kface[s:s + per].double()
-        face = params[b, kk]
-        ox = torch.floor(face[:, 0] - p / 2).long()
-        oy = torch.floor(face[:, 1] - p / 2).long()
-        xs = (ox[:, None] + ar).clamp(0, w - 1)  # [F, P]
-        ys = (oy[:, None] + ar).clamp(0, h - 1)
-        # Masks of every face of this crop's frame at pixel centres (rasterize_mask's formula).
-        prm = params[b].float()  # [F, K, 5]
-        px = (xs.float() + 0.5)[:, None, None, :] - prm[..., 0, None, None]
-        py = (ys.float() + 0.5)[:, None, :, None] - prm[..., 1, None, None]
-        c, sn = torch.cos(prm[..., 4])[..., None, None], torch.sin(prm[..., 4])[..., None, None]
-        u, v = c * px + sn * py, -sn * px + c * py
-        a = prm[..., 2, None, None].clamp(min=1e-12)
-        bb = prm[..., 3, None, None].clamp(min=1e-12)
-        m = (0.5 + (1.0 - torch.sqrt((u / a) ** 2 + (v / bb) ** 2)) / (2.0 * feather)).clamp(0, 1)
-        ok = keep[b] & (prm[..., 2] > 0) & (prm[..., 3] > 0)
-        m = torch.where(ok[..., None, None], m, torch.zeros_like(m))
-        own = m.gather(1, kk[:, None, None, None].expand(-1, 1, p, p))[:, 0] > 0  # this face's reach
-        m = m.amax(1)  # the union, as frame_mask
-        # Blurred pixels: bilinear from the frame's pooled image at (x + 0.5) / k - 0.5 (OpenCV's resize),
-        # clamped to that image (its border), then the k-wide box filter, as ops_cpu.blurred_region.
-        kk_ = k[:, None]
-        sx = ((xs.double() + 0.5) / kk_ - 0.5).clamp(min=0.0)
-        sy = ((ys.double() + 0.5) / kk_ - 0.5).clamp(min=0.0)
-        sx = torch.minimum(sx, torch.ceil(w / kk_) - 1)
-        sy = torch.minimum(sy, torch.ceil(h / kk_) - 1)
-        gx = ((2 * sx + 1) / wp - 1).float()[:, None, :].expand(-1, p, -1)
-        gy = ((2 * sy + 1) / hp - 1).float()[:, :, None].expand(-1, -1, p)
-        up = F.grid_sample(small[b], torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border",
-                           align_corners=False)
-        blurred = box_filter(up, (kface[s:s + per] | 1) // 2).permute(0, 2, 3, 1)  # [F, P, P, 3]
-        lin = (b[:, None, None] * h + ys[:, :, None]) * w + xs[:, None, :]  # [F, P, P]
-        lin = lin[own]  # third sync per size class: only pixels this face's mask reaches are written
-        sharp = flat[lin].float()
-        out = sharp + m[own][:, None] * (blurred[own] - sharp)
-        flat[lin] = (out + 0.5).clamp(0, 255).to(torch.uint8)
+    prm, b, kf = face32[sel], fb_all[sel], kface_all[sel]
+    ox = torch.floor(prm[:, 0] - p / 2).long()
+    oy = torch.floor(prm[:, 1] - p / 2).long()
+    xs = (ox[:, None] + ar).clamp(0, w - 1)  # [F, P]
+    ys = (oy[:, None] + ar).clamp(0, h - 1)
+    own_m = _ellipse_prob(prm, xs, ys, feather)  # [F, P, P]
+    m = own_m
+    if pj.numel():  # the union with neighbouring faces (frame_mask takes the max)
+        m = own_m.index_reduce(0, pj, _ellipse_prob(face32[pg], xs[pj], ys[pj], feather), "amax")
+    # Blurred pixels: bilinear from the frame's pooled image at (x + 0.5) / k - 0.5 (OpenCV's resize),
+    # clamped to that image (its border), then the k-wide box filter, as ops_cpu.blurred_region.
+    k = kf.double()[:, None]
+    sx = torch.minimum(((xs.double() + 0.5) / k - 0.5).clamp(min=0.0), torch.ceil(w / k) - 1)
+    sy = torch.minimum(((ys.double() + 0.5) / k - 0.5).clamp(min=0.0), torch.ceil(h / k) - 1)
+    gx = ((2 * sx + 1) / wp - 1).float()[:, None, :].expand(-1, p, -1)
+    gy = ((2 * sy + 1) / hp - 1).float()[:, :, None].expand(-1, -1, p)
+    up = F.grid_sample(small[b], torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border",
+                       align_corners=False)
+    blurred = box_filter(up, (kf | 1) // 2).permute(0, 2, 3, 1)  # [F, P, P, 3]
+    # Write only the pixels this face's own mask reaches: every crop covering such a pixel computes the
+    # same value there, so overlapping crops never race (one sync: the pixel count).
+    at = (own_m > 0).reshape(-1).nonzero().squeeze(1)
+    lin = ((b[:, None, None] * h + ys[:, :, None]) * w + xs[:, None, :]).reshape(-1)[at]
+    sharp = flat[lin].float()
+    out = sharp + m.reshape(-1)[at][:, None] * (blurred.reshape(-1, 3)[at] - sharp)
+    flat[lin] = (out + 0.5).clamp(0, 255).to(torch.uint8)
