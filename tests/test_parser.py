@@ -412,3 +412,13 @@ def test_surgery_decoded_model_end_to_end(recipe, onnx_path, classroom_frame, he
             objs = h.parse_mask(d, W, H, [recipe.thresholds.score], order=dec.output_names)
             assert_same_faces(objs, ref, box_px=recipe.tolerances.box_px)
             assert min(paired_mask_ious(objs, ref, recipe)) >= recipe.tolerances.mask_iou
+
+
+def test_build_parser_accepts_a_relative_run_folder(tmp_path, monkeypatch, recipe):
+    """`fbtool build-parser -o runs/x` from any working directory (make runs elsewhere)."""
+    from toolchain.parser.build import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    b = build_parser(recipe, "rel/run")
+    assert b.lib.is_file() and b.lib.is_absolute()
+    assert (tmp_path / "rel" / "run" / "parser" / b.lib.name).is_file()

@@ -132,7 +132,7 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
     header_text = render_header(params)
     fp = _fingerprint(header_text, cxx, ds_major, ds_inc)
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # make runs in plugins/: relative paths would point elsewhere
     final = out_dir / "parser"
     info_path = final / "build_info.json"
     if not force and info_path.is_file():
