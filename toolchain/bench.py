@@ -167,7 +167,7 @@ def _encode_factory(tmpdir: str, name: str, encode: bool):
 def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 64, size=(1920, 1080),
           naive_frames: int | None = 32, encode: bool = True, batch: int | None = None, onnx=None, run_dir=None,
           precision: str = "fp32", clips=DEFAULT_CLIPS, frames_npy: str | None = None, warmup: int = 2,
-          threads: int | None = None, log=print) -> dict:
+          threads: int | None = None, fuse_gpu: bool = True, log=print) -> dict:
     """Run (A) and (B) per backend on the same frames; returns the result dict (see write_report)."""
     from .blur.engines import make_engine
     from .blur.job import run_frames
@@ -180,7 +180,8 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
     result = {"settings": {"frames": frames, "size": f"{size[0]}x{size[1]}", "device": device, "encode": encode,
                            "naive_frames": min(naive_frames or frames, frames), "precision": precision,
                            "clips": list(clips) if not frames_npy else f"npy:{os.path.basename(frames_npy)}",
-                           "batch": batch, "unique_source_frames": int(len(src))},
+                           "batch": batch, "unique_source_frames": int(len(src)),
+                           "gpu_stages": "fused" if fuse_gpu else "split"},
               "machine": _machine(cuda), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         # (A) the naive loop
@@ -209,7 +210,7 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
             def once(n, name, eng=eng, pinned=pinned):
                 fac = _encode_factory(tmp, name, encode)
                 if eng.cuda:
-                    return run_frames(eng, recipe, pinned=pinned, count=n, writer_factory=fac)
+                    return run_frames(eng, recipe, pinned=pinned, count=n, writer_factory=fac, fuse_gpu=fuse_gpu)
                 # Host engine: the blur works in place, so the source hands out copies (as a decoder would).
                 return run_frames(eng, recipe, ((i, host[i].copy()) for i in range(n)), writer_factory=fac)
 

@@ -15,8 +15,8 @@ from .engines import Engine
 from .pipeline import Pipeline, Stage
 
 
-def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, count: int | None = None
-                 ) -> list[Stage]:
+def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, count: int | None = None,
+                 fuse_gpu: bool = True) -> list[Stage]:
     """Stages for `engine`. `source` yields (index, frame); or `pinned` is an [N, H, W, 3] pinned tensor."""
     from . import stages as st
 
@@ -33,15 +33,21 @@ def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, cou
     tokens = st.gpu_tokens(4, stop)
     head = ([Stage("decode", st.pinned_batches(pinned, b, streams, count))] if pinned is not None else
             [Stage("decode", st.frame_source(source)), Stage("batch", st.cuda_batches(b, stop, streams))])
-    return head + [Stage("upload", st.cuda_upload(dev, tokens, stop, streams)),
-                   Stage("infer", st.cuda_infer(engine.model, recipe, engine.dtype, streams)),
-                   Stage("post", st.cuda_post(recipe, anchors, streams)), Stage("blur", st.cuda_blur(recipe, streams)),
+    infer = st.cuda_infer(engine.model, recipe, engine.dtype, streams)
+    post, blur = st.cuda_post(recipe, anchors, streams), st.cuda_blur(recipe, streams)
+    if fuse_gpu:
+        # One thread issues all GPU compute (generators chained): measured on the H100, three Python
+        # threads launching kernels fought over the GIL and ran slower than one (docs/bench.md).
+        middle = [Stage("gpu", lambda items: blur(post(infer(items))))]
+    else:
+        middle = [Stage("infer", infer), Stage("post", post), Stage("blur", blur)]
+    return head + [Stage("upload", st.cuda_upload(dev, tokens, stop, streams)), *middle,
                    Stage("download", st.cuda_download(stop, tokens, streams)), Stage("encode", sink_fn)]
 
 
 def run_frames(engine: Engine, recipe, source: Iterable | None = None, *, pinned=None, count: int | None = None,
                writer_factory=None, results: list | None = None, keep: list | None = None, progress=None,
-               maxsize: int = 3) -> dict:
+               maxsize: int = 3, fuse_gpu: bool = True) -> dict:
     """Run the pipeline once; returns fps, latency percentiles and per-stage busy times."""
     import threading
 
@@ -50,9 +56,19 @@ def run_frames(engine: Engine, recipe, source: Iterable | None = None, *, pinned
     latencies: list[float] = []
     stop = threading.Event()  # made first: the pinned-buffer pools wait on it too
     sink_fn = st.sink(None, results, latencies, progress, keep, writer_factory)
-    pipe = Pipeline(build_stages(engine, recipe, source, sink_fn, stop, pinned, count), maxsize=maxsize, stop=stop)
+    pipe = Pipeline(build_stages(engine, recipe, source, sink_fn, stop, pinned, count, fuse_gpu), maxsize=maxsize,
+                    stop=stop)
+    import sys
+
+    # Threads that launch GPU kernels hand the GIL to each other often; a short switch interval keeps a
+    # thread that waits for it from waiting the default 5 ms each time.
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(min(old, 0.0005))
     t0 = time.perf_counter()
-    stats = pipe.run()
+    try:
+        stats = pipe.run()
+    finally:
+        sys.setswitchinterval(old)
     wall = time.perf_counter() - t0
     n = len(latencies)
     lat = np.asarray(latencies) * 1000.0 if n else np.zeros(1)

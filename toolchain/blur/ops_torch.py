@@ -189,7 +189,11 @@ def _blur_crops(frames, small, face32, fb_all, kface_all, sel, p: int, pj, pg, f
     own_m = _ellipse_prob(prm, xs, ys, feather)  # [F, P, P]
     m = own_m
     if pj.numel():  # the union with neighbouring faces (frame_mask takes the max)
-        m = own_m.index_reduce(0, pj, _ellipse_prob(face32[pg], xs[pj], ys[pj], feather), "amax")
+        import warnings
+
+        with warnings.catch_warnings():  # "index_reduce() is in beta": it is the scatter-max we need
+            warnings.simplefilter("ignore", UserWarning)
+            m = own_m.index_reduce(0, pj, _ellipse_prob(face32[pg], xs[pj], ys[pj], feather), "amax")
     # Blurred pixels: bilinear from the frame's pooled image at (x + 0.5) / k - 0.5 (OpenCV's resize),
     # clamped to that image (its border), then the k-wide box filter, as ops_cpu.blurred_region.
     k = kf.double()[:, None]

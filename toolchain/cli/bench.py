@@ -24,16 +24,18 @@ from ._common import load, recipe_option, success
 @click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads.")
 @click.option("--onnx", type=click.Path(), default=None)
 @click.option("--run", "run_dir", default="runs/default", show_default=True, metavar="DIR")
+@click.option("--gpu-stages", type=click.Choice(["fused", "split"]), default="fused", show_default=True,
+              help="CUDA engine: infer, post and blur in one thread (fused) or three.")
 @click.option("--frames-npy", type=click.Path(exists=True), default=None,
               help="Source frames from a .npy/.npz [N,H,W,3] instead of decoding the shared clips.")
 def command(recipe, out, stem, backends, device, frames, naive_frames, size, encode, batch, precision, threads, onnx,
-            run_dir, frames_npy):
+            run_dir, gpu_stages, frames_npy):
     """Naive per-frame PyTorch loop vs fbtool's pipelined blur, on the same frames: JSON, Markdown, PNG."""
     from ..bench import bench, parse_size, write_report
 
     t0 = time.perf_counter()
     res = bench(load(recipe), [b.strip() for b in backends.split(",") if b.strip()], device, frames, parse_size(size),
-                naive_frames, encode, batch, onnx, run_dir, precision, frames_npy=frames_npy, threads=threads,
+                naive_frames, encode, batch, onnx, run_dir, precision, frames_npy=frames_npy, threads=threads, fuse_gpu=gpu_stages == "fused",
                 log=click.echo)
     paths = write_report(res, out, stem)
     click.echo(open(paths["md"]).read())
