@@ -26,6 +26,7 @@ class Engine:
     model: Any = None  # tensor engine: the torch module (on the GPU; on the CPU only for tests)
     dtype: Any = None
     batch: int = 4
+    emulator: Any = None  # nvinfer backend: toolchain.emulation.NvInferEmulator (frames in, objects out)
 
     @property
     def cuda(self) -> bool:
@@ -57,13 +58,6 @@ def _optional(modules: list[str], what: str, hint: str):
             errors.append(f"{m}: {exc}")
     detail = f" ({'; '.join(errors)[:200]})" if errors else " (module not written yet in this checkout)"
     raise MissingDependency(" or ".join(modules), what + detail, hint)
-
-
-def _runner_class(mod, names: list[str]):
-    for n in names:
-        if hasattr(mod, n):
-            return getattr(mod, n)
-    raise FbtoolError(f"{mod.__name__} defines none of {', '.join(names)}", "update toolchain/blur/engines.py")
 
 
 def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, run_dir=None, engine_path=None,
@@ -109,19 +103,26 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
         model = model.to(memory_format=torch.channels_last)
         return Engine(backend, device, f"torch-cuda-{precision}", model=model, dtype=dtype, batch=batch or 32)
     if backend == "tensorrt":
-        mod = _optional(["toolchain.runners.tensorrt"], "the TensorRT backend",
-                        "needs TensorRT (import tensorrt) and toolchain/runners/tensorrt.py")
-        cls = _runner_class(mod, ["TensorRTRunner", "TrtRunner", "TensorrtRunner"])
+        mod = _optional(["toolchain.runners.tensorrt"], "the TensorRT backend", "use --backend ort or torch here")
+        ok, why = mod.TensorRTRunner.available("tensorrt")
+        if not ok:
+            raise MissingDependency("tensorrt", f"the TensorRT backend ({why})",
+                                    "run on a machine with TensorRT and a CUDA GPU; use --backend ort or torch here")
         path = engine_path
         if path is None:
             from ..manifest import RunFolder
 
-            path = RunFolder(run_dir or "runs/default").artifact("build", "engine")
-        r = cls(path)
-        return Engine(backend, device, getattr(r, "name", "tensorrt"), runner=r, batch=batch or 4)
-    mod = _optional(["toolchain.emulation.nvinfer", "toolchain.emulation", "toolchain.nvinfer_emu"],
-                    "the nvinfer backend (the nvinfer emulation)",
-                    "the nvinfer emulation is being written in toolchain/emulation; use --backend ort meanwhile")
-    cls = _runner_class(mod, ["NvinferRunner", "NvInferRunner", "NvinferEmulator", "NvInferEmulator"])
-    r = cls(recipe=recipe, onnx=_onnx_path(onnx, run_dir))
-    return Engine(backend, device, getattr(r, "name", "nvinfer-emulation"), runner=r, batch=batch or 4)
+            path = RunFolder(run_dir or "runs/default").artifact("build-engine", "engine")
+        r = mod.TensorRTRunner(path)
+        return Engine(backend, device, r.name, runner=r, batch=batch or 4)
+    emu = _optional(["toolchain.emulation"], "the nvinfer backend (the nvinfer emulation)",
+                    "use --backend ort meanwhile")
+    from ..manifest import RunFolder
+
+    config = RunFolder(run_dir or "runs/default").artifact("deepstream", "infer_config")
+    try:
+        parser, pname = emu.NvInferEmulator.harness_for(emu.read_config(config)), "compiled parser"
+    except FbtoolError:  # no built parser library: the Python stand-in with the same contract
+        parser, pname = emu.ReferenceParser(recipe), "reference parser (no built parser library)"
+    e = emu.NvInferEmulator(config, parser=parser)
+    return Engine(backend, device, f"nvinfer-emulation ({pname})", emulator=e, batch=batch or e.batch)

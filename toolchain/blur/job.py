@@ -21,6 +21,10 @@ def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, cou
     from . import stages as st
 
     b = engine.batch
+    if engine.emulator is not None:
+        return [Stage("decode", st.frame_source(source)), Stage("batch", st.host_batches(b)),
+                Stage("infer", st.nvinfer_infer(engine.emulator)), Stage("blur", st.host_blur(recipe)),
+                Stage("encode", sink_fn)]
     if engine.model is None:
         return [Stage("decode", st.frame_source(source)), Stage("preprocess", st.host_preprocess(recipe, b)),
                 Stage("infer", st.host_infer(engine.runner, recipe)), Stage("post", st.host_post(recipe)),

@@ -71,6 +71,32 @@ def host_preprocess(recipe, batch: int) -> Callable:
     return fn
 
 
+def host_batches(batch: int) -> Callable:
+    """Stage 'batch' for the nvinfer emulation, which preprocesses frames itself (nvinfer's scaling)."""
+    def fn(items):
+        buf: list = []
+        for it in items:
+            buf.append(it)
+            if len(buf) == batch:
+                yield Batch([i for i, _, _ in buf], [t for _, _, t in buf], [f for _, f, _ in buf])
+                buf = []
+        if buf:
+            yield Batch([i for i, _, _ in buf], [t for _, _, t in buf], [f for _, f, _ in buf])
+    return fn
+
+
+def nvinfer_infer(emulator) -> Callable:
+    """Stage 'infer' for the nvinfer emulation: frames -> object metadata (frame pixels) -> Detections."""
+    from ..emulation import to_detections
+
+    def fn(batches):
+        for b in batches:
+            objs = emulator.infer(b.frames)
+            b.dets = [to_detections(o, f.shape[1], f.shape[0]) for o, f in zip(objs, b.frames)]
+            yield b
+    return fn
+
+
 def host_infer(runner, recipe) -> Callable:
     def fn(batches):
         for b in batches:
