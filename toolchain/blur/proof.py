@@ -122,7 +122,8 @@ class ProofReport:
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "frames": self.frames, "faces": len(self.faces), "faces_judged": len(self.judged),
-                "worst_detail_drop": self.worst_drop, "psnr_min_db": self.psnr_min,
+                "worst_detail_drop": self.worst_drop,
+                "psnr_min_db": None if math.isinf(self.psnr_min) else self.psnr_min,  # inf: identical (JSON-safe)
                 "thresholds": {"min_drop": self.min_drop, "min_psnr_db": self.min_psnr, "inner": INNER,
                                "grow": GROW}, "failures": self.failures()[:20]}
 

