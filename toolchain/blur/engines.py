@@ -94,7 +94,10 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
                               "run on a GPU machine, or use --device cpu")
         from ..models import build_model
 
-        torch.backends.cudnn.benchmark = True
+        # No cudnn.benchmark: PyTorch keeps cuDNN's autotune cache per thread, so every pipeline run (new
+        # stage threads) re-benchmarked every convolution inside the timed run (scripts/gpu_pipeline_profile.py
+        # on the H100: ~450 cudaDeviceSynchronize calls and trial kernels in 8 batches).
+        torch.backends.cudnn.benchmark = False
         model = build_model(recipe, weights).to("cuda").eval()
         dtype = torch.float32
         if precision == "fp16":
