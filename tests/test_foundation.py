@@ -10,7 +10,6 @@ from toolchain.detector import detect_batch
 from toolchain.errors import FbtoolError
 from toolchain.recipe import load_recipe, recipe_from_dict
 
-
 # --- the default model on real frames -------------------------------------------------------------
 
 def test_default_model_finds_classroom_faces(recipe, torch_runner, classroom_frame):
