@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     from toolchain.blur.engines import make_engine
     from toolchain.blur.gpu import anchors_torch, letterbox_torch, postprocess_torch, to_frame_torch
     from toolchain.blur.ops_torch import blur_batch
+    from toolchain.blur.stages import cuda_blur_fn
     from toolchain.recipe import load_recipe
 
     r = load_recipe()
@@ -82,6 +83,9 @@ def main(argv=None) -> int:
     faces = int(dets.keep.sum())
     work = g.clone()
     bench(f"blur_batch ({faces} faces)", lambda: blur_batch(work, dets))
+    from toolchain.blur.ops_dense import blur_batch_dense
+
+    bench(f"blur_batch_dense ({faces} faces)", lambda: blur_batch_dense(work, dets))
     import torch.nn.functional as F
 
     from toolchain.blur.ops_torch import area_pool
@@ -98,7 +102,7 @@ def main(argv=None) -> int:
             o = {n: t.float() for n, t in zip(names, eng.model(xin))}
             d = to_frame_torch(postprocess_torch(o, r, anchors), lb2)
             d.to_numpy()
-            blur_batch(x, d)
+            cuda_blur_fn()(x, d)
         out_pinned.copy_(x, non_blocking=True)
 
     bench("whole chain, one stream, no overlap", chain, n=5)
@@ -106,7 +110,7 @@ def main(argv=None) -> int:
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(3):
-            blur_batch(work, dets)
+            blur_batch_dense(work, dets)
         torch.cuda.synchronize()
     table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=10, max_name_column_width=40)
     (Path(a.out) / "blur_kernels.txt").parent.mkdir(parents=True, exist_ok=True)

@@ -333,11 +333,31 @@ def cuda_post(recipe, anchors, streams: Streams) -> Callable:
     return fn
 
 
+CUDA_BLUR_MODES = ("dense", "crops")
+DEFAULT_CUDA_BLUR = "crops"
+
+
+def cuda_blur_fn(mode: str | None = None) -> Callable:
+    """The torch blur: "dense" (ops_dense: a constant number of large kernels per batch) or "crops"
+    (ops_torch: per-face crops, exact to ops_cpu, a few hundred small kernels per batch). Env
+    FBTOOL_CUDA_BLUR picks one (the bench compares them); DEFAULT_CUDA_BLUR otherwise (docs/bench.md)."""
+    import os
+
+    mode = mode or os.environ.get("FBTOOL_CUDA_BLUR", DEFAULT_CUDA_BLUR)
+    if mode == "crops":
+        from .ops_torch import blur_batch
+        return blur_batch
+    if mode == "dense":
+        from .ops_dense import blur_batch_dense
+        return blur_batch_dense
+    from ..errors import FbtoolError
+    raise FbtoolError(f"unknown CUDA blur mode {mode!r}", f"FBTOOL_CUDA_BLUR must be one of {CUDA_BLUR_MODES}")
+
+
 def cuda_blur(recipe, streams: Streams) -> Callable:
     import torch
 
-    from .ops_torch import blur_batch
-
+    blur_batch = cuda_blur_fn()
     m = recipe.mask
 
     def fn(batches):
