@@ -5,7 +5,7 @@ hundred small kernels and several host syncs per batch, which left the GPU idle 
 docs/bench.md). Here the whole batch goes through the same few large kernels:
 
 1. the batch is area-pooled once by f0 (a reshape-and-sum on the uint8 frames; f0 = 4 at 1080p, 1 at
-   270p), then by 2 again and again: a pyramid of blurred copies at factors 4, 8, ..., 256;
+   270p), then by 2 again and again: a pyramid of blurred copies at factors max(4, 2 f0), ..., 256;
 2. each frame takes the level closest above its k (ops_cpu.blur_factor: the largest face / 3), as the
    CPU blur takes one k per frame; the levels are brought back to the 1/f0 grid (bilinear) and
    smoothed by a 3x3 box (removes the bilinear kinks, which are detail too);
