@@ -56,3 +56,19 @@ def exported(tmp_path_factory, recipe):
 @pytest.fixture(scope="session")
 def onnx_path(exported):
     return exported[0] / "model.onnx"
+
+
+@pytest.fixture
+def fresh_run(exported, tmp_path):
+    """A run folder of the test's own holding a copy of the session's export (other tests add stages
+    to `exported`, so tests that record stages start from this)."""
+    import shutil
+
+    from toolchain.manifest import RunFolder
+
+    src, info = exported
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(src / "model.onnx", out / "model.onnx")
+    RunFolder(out).record("export", {"onnx": out / "model.onnx"}, info)
+    return out

@@ -166,8 +166,8 @@ def test_recipe_bad_field_names_itself(tmp_path, recipe, path, value, field):
     rp = tmp_path / "r.yaml"
     rp.write_text(yaml.safe_dump(d))
     code, out = _run(["export", "--recipe", str(rp), "-o", str(tmp_path / "run")])
-    _one_line_error(code, out) if "hint" in out else None
-    assert code == 2 and field in out and len(out.splitlines()) == 1
+    _one_line_error(code, out)
+    assert field in out
     assert not (tmp_path / "run").exists()
 
 

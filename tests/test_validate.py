@@ -18,15 +18,6 @@ MEDIA = ["head-pose-face-detection-female-and-male.gif", "classroom.gif"]
 ARGS = ["--frames-per-clip", "2", "--step", "10"] + [a for m in MEDIA for a in ("--media", m)]
 
 
-def _fresh_run(tmp_path: Path, onnx_path: Path) -> Path:
-    """A run folder holding a copy of the session's export."""
-    out = tmp_path / "run"
-    out.mkdir()
-    shutil.copy(onnx_path, out / "model.onnx")
-    RunFolder(out).record("export", {"onnx": out / "model.onnx"}, {"copied": True})
-    return out
-
-
 def _plant(out: Path, model, name: str = "broken.onnx") -> None:
     """Register a modified model as the run folder's surgered ONNX (a candidate validate will pick up)."""
     import onnx
@@ -35,8 +26,8 @@ def _plant(out: Path, model, name: str = "broken.onnx") -> None:
     RunFolder(out).record("surgery", {"onnx": out / name}, {"planted": True})
 
 
-def test_validate_passes_and_writes_reports(tmp_path, onnx_path):
-    out = _fresh_run(tmp_path, onnx_path)
+def test_validate_passes_and_writes_reports(fresh_run):
+    out = fresh_run
     r = CliRunner().invoke(cli, ["validate", "-o", str(out)] + ARGS)
     assert r.exit_code == 0, r.output
     report = json.loads((out / "report.json").read_text())
@@ -52,12 +43,12 @@ def test_validate_passes_and_writes_reports(tmp_path, onnx_path):
     assert RunFolder(out).stage("validate")["info"]["passed"] is True
 
 
-def test_wrong_mean_in_candidate_preprocessing_fails_validate(tmp_path, onnx_path):
+def test_wrong_mean_in_candidate_preprocessing_fails_validate(fresh_run, onnx_path):
     import onnx
 
     from toolchain.onnx_meta import get_metadata, set_metadata
 
-    out = _fresh_run(tmp_path, onnx_path)
+    out = fresh_run
     m = onnx.load(str(onnx_path))
     pre = get_metadata(m)["preprocess"]
     set_metadata(m, {"preprocess": dict(pre, scale=1 / 255.0)})  # a classic: normalising to [0, 1]
@@ -68,10 +59,10 @@ def test_wrong_mean_in_candidate_preprocessing_fails_validate(tmp_path, onnx_pat
     assert "candidate 'surgered'" in err and "f1" in err and "worst frame" in err and ".gif#" in err
 
 
-def test_swapped_output_names_fail_validate(tmp_path, onnx_path):
+def test_swapped_output_names_fail_validate(fresh_run, onnx_path):
     import onnx
 
-    out = _fresh_run(tmp_path, onnx_path)
+    out = fresh_run
     m = onnx.load(str(onnx_path))
     rename = {"loc": "landmarks", "landmarks": "loc"}
     for node in m.graph.node:
@@ -85,10 +76,10 @@ def test_swapped_output_names_fail_validate(tmp_path, onnx_path):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(tmp_path, onnx_path):
+def test_report_renders_in_headless_chromium(fresh_run, tmp_path):
     import cv2
 
-    out = _fresh_run(tmp_path, onnx_path)
+    out = fresh_run
     assert CliRunner().invoke(cli, ["validate", "-o", str(out)] + ARGS).exit_code == 0
     png = tmp_path / "shot.png"
     script = Path(__file__).resolve().parent.parent / "scripts" / "screenshot_report.sh"
