@@ -120,6 +120,20 @@ class Surgery:
 
 
 @dataclass(frozen=True)
+class BlurSpec:
+    """`fbtool blur` settings (docs/blur.md): recall first. Not part of the model: outside Recipe.hash."""
+
+    score: float = 0.3  # blur threshold: below thresholds.score (validation), a missed face is a leak
+    max_gap: int = 8  # frames: a track missed for up to this many frames is blurred in the gap; also
+    # how far back a new track is blurred before its first detection (the job holds this many frames)
+    hold: int = 8  # frames a track stays blurred after its last detection, at its predicted position
+    track_iou: float = 0.2  # least IoU between a track's predicted box and a detection to continue it
+    mask_scale: float = 1.3  # blurred ellipse = the face's ellipse grown by this factor (deface's default)
+    blocks_per_face: float = 3.0  # blur strength: the block size k is the face's short side / this
+    mode: str = "blur"  # blur | pixelate | solid (what replaces a face)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     family: str
@@ -133,6 +147,7 @@ class Recipe:
     mask: MaskSpec = MaskSpec()
     tolerances: Tolerances = Tolerances()
     surgery: Surgery = Surgery()
+    blur: BlurSpec = BlurSpec()
     labels: tuple[str, ...] = ("face",)
     opset: int = 17
     validation_media: tuple[str, ...] = ()
@@ -150,8 +165,11 @@ class Recipe:
 
     @property
     def hash(self) -> str:
-        """Content hash of everything that defines the model's behaviour (not where it was loaded from)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Content hash of everything that defines the model's behaviour (not where it was loaded from,
+        nor the blur job's settings: changing them must not invalidate exports and engines)."""
+        d = self.to_dict()
+        d.pop("blur", None)
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def preprocess_hash(self) -> str:
@@ -173,6 +191,7 @@ _SECTIONS = {
     "mask": MaskSpec,
     "tolerances": Tolerances,
     "surgery": Surgery,
+    "blur": BlurSpec,
 }
 
 
@@ -270,6 +289,22 @@ def _check(r: Recipe) -> None:
         bad("surgery.top_k", "must be >= 0 (0 = off)")
     if not 0 <= r.surgery.score_prefilter < 1:
         bad("surgery.score_prefilter", "must be in [0, 1) (0 = off)")
+    bl = r.blur
+    if not 0 < bl.score < 1:
+        bad("blur.score", "must be in (0, 1)")
+    if bl.score > r.thresholds.score:
+        bad("blur.score", f"must not exceed thresholds.score ({r.thresholds.score}): the blur is recall-first")
+    for name in ("max_gap", "hold"):
+        if not 0 <= getattr(bl, name) <= 250:
+            bad(f"blur.{name}", "must be in [0, 250] frames")
+    if not 0 < bl.track_iou < 1:
+        bad("blur.track_iou", "must be in (0, 1)")
+    if not 1.0 <= bl.mask_scale <= 3.0:
+        bad("blur.mask_scale", "must be in [1, 3] (1 = the detector's ellipse)")
+    if not 1.0 <= bl.blocks_per_face <= 16.0:
+        bad("blur.blocks_per_face", "must be in [1, 16]")
+    if bl.mode not in ("blur", "pixelate", "solid"):
+        bad("blur.mode", f"must be blur, pixelate or solid, got {bl.mode!r}")
     if len(r.weights.sha256) != 64:
         bad("weights.sha256", "must be a 64-character hex sha256")
 

@@ -20,15 +20,18 @@ def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, cou
     """Stages for `engine`. `source` yields (index, frame); or `pinned` is an [N, H, W, 3] pinned tensor."""
     from . import stages as st
 
+    from .modes import blur_stage
+    from .track import track_stage
+
     b = engine.batch
+    # Host engines: faces become tracks (the gaps and the hold are blurred too), then the recall-first blur.
+    tail = [Stage("track", track_stage(recipe.blur)), Stage("blur", blur_stage(recipe)), Stage("encode", sink_fn)]
     if engine.emulator is not None:
         return [Stage("decode", st.frame_source(source)), Stage("batch", st.host_batches(b)),
-                Stage("infer", st.nvinfer_infer(engine.emulator)), Stage("blur", st.host_blur(recipe)),
-                Stage("encode", sink_fn)]
+                Stage("infer", st.nvinfer_infer(engine.emulator)), *tail]
     if engine.model is None:
         return [Stage("decode", st.frame_source(source)), Stage("preprocess", st.host_preprocess(recipe, b)),
-                Stage("infer", st.host_infer(engine.runner, recipe)), Stage("post", st.host_post(recipe)),
-                Stage("blur", st.host_blur(recipe)), Stage("encode", sink_fn)]
+                Stage("infer", st.host_infer(engine.runner, recipe)), Stage("post", st.host_post(recipe)), *tail]
     from .gpu import anchors_torch
 
     dev = engine.tensor_device

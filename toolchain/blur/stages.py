@@ -131,8 +131,9 @@ def host_post(recipe) -> Callable:
         for b in batches:
             outs = split_batch(b.outputs)
             decoded = "det_boxes" in b.outputs
-            b.dets = [to_frame(postprocess_decoded(o, recipe) if decoded else postprocess(o, recipe), lb)
-                      for o, lb in zip(outs, b.lb)]
+            thr = recipe.blur.score  # recall first: below the validation threshold (docs/blur.md)
+            b.dets = [to_frame(postprocess_decoded(o, recipe, thr) if decoded else
+                               postprocess(o, recipe, score_threshold=thr), lb) for o, lb in zip(outs, b.lb)]
             b.outputs = None
             yield b
     return fn
@@ -417,7 +418,10 @@ def sink(write: Callable[[np.ndarray], None] | None, results: list | None, laten
                     if keep is not None:
                         keep.append(np.array(f))
                     if results is not None:
-                        results.append({"frame": b.index[j], "faces": b.dets[j].to_json()})
+                        r = {"frame": b.index[j], "faces": b.dets[j].to_json()}
+                        if "faces" in b.extra:  # host engines: what was blurred (track.Face), for the sidecar
+                            r["blurred"] = [x.to_json() for x in b.extra["faces"][j]]
+                        results.append(r)
                     latencies.append(time.perf_counter() - b.t0[j])
                 if b.release is not None:
                     b.release()
