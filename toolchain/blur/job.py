@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable
@@ -93,10 +94,24 @@ def _writer_factory(output: Path, source: Path):
     return factory
 
 
+def output_paths(output) -> dict[str, Path]:
+    """Files of one blur job. With --verify the video is encoded as `<stem>.unverified.mp4` and renamed
+    to OUT only when the audit passes: a failed audit never leaves a finished-looking OUT."""
+    out = Path(output)
+    return {"video": out, "unverified": out.with_name(out.stem + ".unverified.mp4"),
+            "sidecar": out.with_name(out.stem + ".faces.json"), "audit": out.with_name(out.stem + ".audit.json"),
+            "sheet": out.with_name(out.stem + ".audit.png")}
+
+
 def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frames: int | None = None,
-               start: int = 0, progress: bool = True, verify: bool = False) -> dict:
-    """Blur every face of `source` (MP4/GIF/...) into the H.264 MP4 `output` (written atomically)."""
-    from ..media import iter_frames, resolve_media
+               start: int = 0, progress: bool = True, verify: bool = False, judges=None) -> dict:
+    """Blur every face of `source` (MP4/GIF/...) into the H.264 MP4 `output` (written atomically), with
+    the sidecar `<stem>.faces.json` (what was blurred per frame) and, with `verify`, the independent
+    audit (toolchain.blur.audit: `<stem>.audit.json`, `<stem>.audit.png`)."""
+    import os
+
+    from ..media import iter_frames, resolve_media, video_info
+    from .audio import keep_audio
 
     src = resolve_media(source)
     out = Path(output)
@@ -105,29 +120,58 @@ def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frame
     if out.resolve() == src.resolve():
         raise FbtoolError("the output would overwrite the input", "choose another output name")
     out.parent.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(out)
+    encoded = paths["unverified"] if verify else out
     results: list = []
     bar = None
+    vinfo = video_info(src)
     if progress:
         from tqdm import tqdm
 
-        from ..media import video_info
-
-        total = max(int(video_info(src).get("frames") or 0) - start, 0) or None
+        total = max(int(vinfo.get("frames") or 0) - start, 0) or None
         total = min(total, max_frames) if total and max_frames else (total or max_frames)
         bar = tqdm(total=total, unit="frame", desc=f"blur {src.name}", dynamic_ncols=True)
     try:
         info = run_frames(engine, recipe, iter_frames(src, start=start, max_frames=max_frames),
-                          writer_factory=_writer_factory(out, src), results=results,
+                          writer_factory=_writer_factory(encoded, src), results=results,
                           progress=bar.update if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
+    info["audio_packets"] = keep_audio(encoded, src, start, info["frames"], vinfo.get("fps"))
     if json_path:
-        write_text(json_path, "".join(json.dumps(r) + "\n" for r in results))
+        write_text(json_path, "".join(json.dumps({"frame": r["frame"], "faces": r["faces"]}) + "\n" for r in results))
+    tracked = bool(results) and "blurred" in results[0]
+    blurred = {r["frame"]: r["blurred"] if tracked else r["faces"] for r in results}
+    sidecar = {"source": str(src), "output": str(out), "backend": engine.name,
+               "settings": dataclasses.asdict(recipe.blur) if tracked else None,
+               "kinds": {"detected": "found by the detector in this frame", "gap": "between two detections of "
+                         "its track", "lead": "before its track's first detection", "hold": "after its track's "
+                         "last detection, at its predicted position"} if tracked else None,
+               "frames": [{"frame": i, "faces": blurred[i]} for i in sorted(blurred)]}
+    write_text(paths["sidecar"], json.dumps(sidecar) + "\n")
     info.update({"output": str(out), "faces": sum(len(r["faces"]) for r in results), "backend": engine.name,
-                 "batch": engine.batch})
+                 "batch": engine.batch, "sidecar": str(paths["sidecar"]),
+                 "faces_blurred": sum(len(v) for v in blurred.values()),
+                 "faces_held": sum(1 for v in blurred.values() for f in v if f.get("kind", "detected") != "detected")})
     if verify:
-        from .proof import verify_video
+        from .audit import audit_video
 
-        info["proof"] = verify_video(recipe, src, out, start=start, max_frames=max_frames)
+        # The PSNR away from faces leaves out what the job blurred (recall first: it may blur a false
+        # positive), grown like the proof's faces and by the mask scale.
+        grow = 1.5 * (recipe.blur.mask_scale if tracked else 1.0)
+        boxes = {i: np.asarray([f["box"] for f in v], dtype=np.float64).reshape(-1, 4) for i, v in blurred.items()}
+        report = audit_video(src, encoded, start=start, max_frames=max_frames, judges=judges,
+                             blurred=lambda i: boxes.get(i, np.zeros((0, 4))), blurred_grow=grow,
+                             sheet_path=paths["sheet"], progress=progress)
+        d = report.to_dict()
+        d.update({"sheet": str(paths["sheet"]), "video": str(out if report.ok else encoded)})
+        write_text(paths["audit"], json.dumps(d, default=float) + "\n")
+        if report.ok:
+            os.replace(encoded, out)
+        elif out.exists():  # a stale OUT from an earlier run would look like this run's verified result
+            out.unlink()
+        d["audit_json"] = str(paths["audit"])
+        info["proof"] = d
+        info["output"] = d["video"]
     return info
