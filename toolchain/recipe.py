@@ -309,6 +309,16 @@ def _check(r: Recipe) -> None:
         bad("weights.sha256", "must be a 64-character hex sha256")
 
 
+def with_blur(r: Recipe, **changes) -> Recipe:
+    """The recipe with some `blur:` settings replaced (command-line overrides), validated like the file."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        return r
+    out = dataclasses.replace(r, blur=dataclasses.replace(r.blur, **changes))
+    _check(out)
+    return out
+
+
 def resolve_recipe_path(recipe: str | Path | None) -> Path:
     """Accept a path, or a bare name of a recipe shipped in recipes/."""
     if recipe is None:

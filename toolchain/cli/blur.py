@@ -8,8 +8,9 @@ from ._common import load, recipe_option, success
 
 
 @click.command("blur")
-@click.argument("source")
-@click.option("-o", "--output", required=True, metavar="OUT.mp4", help="Blurred H.264 MP4 (written atomically).")
+@click.argument("sources", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--output", required=True, metavar="OUT.mp4|DIR",
+              help="Blurred H.264 MP4 (written atomically); a folder with several inputs or a folder input.")
 @recipe_option
 @click.option("--backend", type=click.Choice(["ort", "torch", "tensorrt", "nvinfer"]), default="ort",
               show_default=True)
@@ -18,39 +19,62 @@ from ._common import load, recipe_option, success
 @click.option("--run", "run_dir", default="runs/default", show_default=True, metavar="DIR",
               help="Run folder holding the exported ONNX / built engine.")
 @click.option("--engine", "engine_path", type=click.Path(), default=None, help="TensorRT engine (tensorrt backend).")
-@click.option("--json", "json_path", type=click.Path(), default=None, help="Also write detections as JSON lines.")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help="Also write the detector's faces as JSON lines (one input only).")
+@click.option("--mode", type=click.Choice(["blur", "pixelate", "solid"]), default=None,
+              help="What replaces a face (default: the recipe's blur.mode, blur). CPU engines.")
+@click.option("--mask-scale", type=float, default=None,
+              help="Grow each blurred ellipse by this factor (default: the recipe's blur.mask_scale, 1.3).")
 @click.option("--batch", type=int, default=None, help="Frames per inference batch (default 4; 16 on CUDA).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="torch on CUDA only.")
 @click.option("--start", type=int, default=0, help="First frame to process.")
 @click.option("--max-frames", type=int, default=None)
-@click.option("--verify", is_flag=True, help="Prove the blur: face detail drop and PSNR away from faces.")
+@click.option("--verify", is_flag=True, help="Independent audit: other detectors on the original frames; every face "
+              "must lose >= 90% of its detail. On failure the video stays OUT.unverified.mp4.")
 @click.option("--stats", is_flag=True, help="Print each stage's busy time.")
-def command(source, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, batch, precision, start,
-            max_frames, verify, stats):
-    """Blur every face of a video (MP4/GIF) through its contour mask: a pipeline of concurrent stages."""
+def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, mode, mask_scale, batch,
+            precision, start, max_frames, verify, stats):
+    """Blur every face of one or more videos (MP4/GIF, or a folder of them): tracked, recall-first."""
+    from ..blur.app import blur_many
     from ..blur.engines import make_engine
-    from ..blur.job import blur_video
     from ..errors import FbtoolError
+    from ..recipe import with_blur
 
     if batch is not None and batch < 1:
         raise FbtoolError("--batch must be at least 1")
     t0 = time.perf_counter()
-    r = load(recipe)
+    r = with_blur(load(recipe), mode=mode, mask_scale=mask_scale)
     eng = make_engine(r, backend, device, onnx=onnx, run_dir=run_dir, engine_path=engine_path, batch=batch,
                       precision=precision)
-    info = blur_video(r, source, output, eng, json_path=json_path, max_frames=max_frames, start=start,
-                      verify=verify)
-    if stats:
-        for s in info["stages"]:
-            click.echo(f"  {s['stage']:<10} busy {s['busy_s']:7.3f} s  waiting {s['wait_in_s']:7.3f} s  "
-                       f"blocked {s['wait_out_s']:7.3f} s")
-    if verify:
-        p = info["proof"]
-        click.echo(f"  proof: {p['summary']}")
-        for f in p["failures"][:5]:
-            click.echo(f"    {f}")
-    success("blur", t0, f"{info['output']}: {info['frames']} frames, {info['faces']} faces, {info['fps']:.1f} "
-            f"frames/s ({info['backend']}, batch {info['batch']}, bound by {info['bound_by']})")
-    if verify and not info["proof"]["ok"]:
-        raise FbtoolError("the blur proof failed (see above)", "report this with the input file")
+
+    def report(info):
+        if "error" in info:
+            click.secho(f"  {info['source']}: {info['error']}", fg="red")
+            return
+        if stats:
+            for s in info["stages"]:
+                click.echo(f"  {s['stage']:<10} busy {s['busy_s']:7.3f} s  waiting {s['wait_in_s']:7.3f} s  "
+                           f"blocked {s['wait_out_s']:7.3f} s")
+        if verify:
+            p = info["proof"]
+            click.echo(f"  audit: {p['summary']}")
+            for f in p["failures"][:10]:
+                click.echo(f"    {f}")
+            if len(p["failures"]) > 10:
+                click.echo(f"    ... {len(p['failures']) - 10} more in {p['audit_json']}")
+            click.echo(f"  contact sheet of the worst faces: {p['sheet']}")
+        held = f", {info['faces_held']} of them held by tracks" if info.get("faces_held") else ""
+        click.echo(f"  {info['output']}: {info['frames']} frames, {info['faces_blurred']} faces blurred{held}, "
+                   f"{info['fps']:.1f} frames/s ({info['backend']}, batch {info['batch']}, bound by {info['bound_by']})")
+
+    results = blur_many(r, sources, output, eng, json_path=json_path, max_frames=max_frames, start=start,
+                        verify=verify, on_result=report)
+    failed = [x for x in results if "error" in x or (verify and not x["proof"]["ok"])]
+    if failed:
+        leaks = [x for x in failed if "error" not in x]
+        raise FbtoolError(f"{len(failed)} of {len(results)} input(s) failed" + (
+            f", {len(leaks)} with faces left sharp (the audit's leaks above): each such video was kept as "
+            "<name>.unverified.mp4, nothing at OUT" if leaks else ""),
+            "see the contact sheet <name>.audit.png; report it with the input file")
+    success("blur", t0, f"{len(results)} input(s) blurred" + (" and verified" if verify else ""))

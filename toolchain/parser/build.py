@@ -36,7 +36,7 @@ SOURCES = ("Makefile", "src/nvdsparse_fbtool.cpp", "src/exports.map", "include/f
 @dataclass
 class ParserBuild:
     lib: Path  # libnvdsinfer_fbtool.so: custom-lib-path for nvinfer
-    harness: Path  # libfbtool_harness.so: drives `lib` from Python (toolchain.parser.harness)
+    harness: Path  # libfbtool_harness.so: drives `lib` from Python (toolchain.nvinfer.harness)
     header: str  # "deepstream" (real headers) | "fbtool" (own ABI header)
     symbols: list[str] = field(default_factory=list)
     ds_major: int = 9

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..reference.nms import iou_matrix
+from ...reference.nms import iou_matrix
 
 DETECTED, GAP, LEAD, HOLD = "detected", "gap", "lead", "hold"
 HOLD_GROW_PER_FRAME, HOLD_GROW_MAX = 0.05, 1.5  # a held box grows 5% a frame (position less certain)
@@ -185,4 +185,23 @@ def track_stage(spec, on_faces: Callable | None = None) -> Callable:
             yield from release()
         final.update(tr.flush())
         yield from release()
+    return fn
+
+
+def blur_stage(recipe) -> Callable:
+    """Stage 'blur' for host engines after track.track_stage: each frame's faces (detected and held)
+    through ops.recall.blur_geometry, replaced in place by recipe.blur.mode."""
+    from ..ops.modes import anonymise
+    from ..ops.recall import blur_geometry
+
+    bl, m = recipe.blur, recipe.mask
+    k_lm = recipe.outputs.num_landmarks or 5
+
+    def fn(batches):
+        for b in batches:
+            for f, faces in zip(b.frames, b.extra["faces"]):
+                if faces:
+                    boxes, lms, _ = blur_geometry(faces, bl.mask_scale, recipe.thresholds.score, k_lm)
+                    anonymise(f, boxes, lms, bl.mode, bl.blocks_per_face, m.feather, m.max_tilt_deg, inplace=True)
+            yield b
     return fn

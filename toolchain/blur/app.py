@@ -13,27 +13,26 @@ import numpy as np
 from ..errors import FbtoolError
 from ..fsutil import write_text
 from .engines import Engine
-from .pipeline import Pipeline, Stage
+from .pipeline.core import Pipeline, Stage
 
 
 def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, count: int | None = None,
                  fuse_gpu: bool = True) -> list[Stage]:
     """Stages for `engine`. `source` yields (index, frame); or `pinned` is an [N, H, W, 3] pinned tensor."""
-    from . import stages as st
+    from .pipeline import stages as st
 
-    from .modes import blur_stage
-    from .track import track_stage
+    from .pipeline.track import track_stage
 
     b = engine.batch
     # Host engines: faces become tracks (the gaps and the hold are blurred too), then the recall-first blur.
-    tail = [Stage("track", track_stage(recipe.blur)), Stage("blur", blur_stage(recipe)), Stage("encode", sink_fn)]
+    tail = [Stage("track", track_stage(recipe.blur)), Stage("blur", st.host_blur(recipe)), Stage("encode", sink_fn)]
     if engine.emulator is not None:
         return [Stage("decode", st.frame_source(source)), Stage("batch", st.host_batches(b)),
                 Stage("infer", st.nvinfer_infer(engine.emulator)), *tail]
     if engine.model is None:
         return [Stage("decode", st.frame_source(source)), Stage("preprocess", st.host_preprocess(recipe, b)),
                 Stage("infer", st.host_infer(engine.runner, recipe)), Stage("post", st.host_post(recipe)), *tail]
-    from .gpu import anchors_torch
+    from ..reference.torch_port import anchors_torch
 
     dev = engine.tensor_device
     streams = st.Streams(dev)
@@ -59,7 +58,7 @@ def run_frames(engine: Engine, recipe, source: Iterable | None = None, *, pinned
     """Run the pipeline once; returns fps, latency percentiles and per-stage busy times."""
     import threading
 
-    from . import stages as st
+    from .pipeline import stages as st
 
     latencies: list[float] = []
     stop = threading.Event()  # made first: the pinned-buffer pools wait on it too
@@ -175,3 +174,59 @@ def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frame
         info["proof"] = d
         info["output"] = d["video"]
     return info
+
+
+def plan_outputs(sources, output) -> list[tuple[Path, Path]]:
+    """(input, output MP4) pairs. One input file and OUT.mp4: as given. Several inputs, or a folder
+    (its video files, sorted): OUT is a folder and each output is OUT/<input stem>.mp4."""
+    from ..media import VIDEO_SUFFIXES, resolve_media
+
+    if not sources:
+        raise FbtoolError("no input given", "name one or more videos, or a folder of them")
+    files: list[Path] = []
+    folder_given = False
+    for s in sources:
+        p = Path(s)
+        if p.is_dir():
+            folder_given = True
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise FbtoolError(f"folder {p} holds no video", f"known video types: {' '.join(sorted(VIDEO_SUFFIXES))}")
+            files += found
+        else:
+            files.append(resolve_media(s))
+    out = Path(output)
+    if len(files) == 1 and not folder_given:
+        return [(files[0], out)]
+    if out.suffix.lower() == ".mp4":
+        raise FbtoolError(f"{len(files)} inputs but -o {out} names one MP4",
+                          "with several inputs or a folder, -o names a folder: each output is FOLDER/<name>.mp4")
+    pairs = [(f, out / (f.stem + ".mp4")) for f in files]
+    stems = [o.name for _, o in pairs]
+    dup = sorted({n for n in stems if stems.count(n) > 1})
+    if dup:
+        raise FbtoolError(f"two inputs would both write {out / dup[0]}", "rename one of the inputs")
+    return pairs
+
+
+def blur_many(recipe, sources, output, engine: Engine, json_path=None, on_result=None, **kw) -> list[dict]:
+    """blur_video for each input of plan_outputs, in turn; an input that fails (bad file, failed audit)
+    does not stop the others. Each result goes to `on_result` as it ends; `error` holds a failure."""
+    pairs = plan_outputs(sources, output)
+    if json_path and len(pairs) > 1:
+        raise FbtoolError("--json with several inputs", "the sidecar <name>.faces.json beside each output lists "
+                          "what was blurred; run one input at a time for the detector's JSON lines")
+    results = []
+    for src, out in pairs:
+        try:
+            info = blur_video(recipe, src, out, engine, json_path=json_path, **kw)
+            info["source"] = str(src)
+        except FbtoolError as exc:
+            if len(pairs) == 1:
+                raise
+            info = {"source": str(src), "output": str(out), "error": str(exc)}
+        results.append(info)
+        if on_result is not None:
+            on_result(info)
+    return results
+

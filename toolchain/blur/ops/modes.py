@@ -1,9 +1,9 @@
-"""What replaces a face on the CPU path: `blur` (box-average + smoothing, ops_cpu's), `pixelate` (the
+"""What replaces a face on the CPU path: `blur` (box-average + smoothing, ops/cpu.py's), `pixelate` (the
 blocks alone: what DeepStream's nvdsosd blur-bbox draws) or `solid` (black), through the union
 mask of the faces' ellipses (toolchain.reference.masks.frame_mask, feathered edge).
 
 Strength follows each face: the block size k is the short side of the largest face reaching into
-a region / blocks_per_face (at least ops_cpu.MIN_K), so a small face next to a large one is not
+a region / blocks_per_face (at least cpu.MIN_K), so a small face next to a large one is not
 blurred with the large one's k only because they share a frame, and a large face keeps as few
 blocks across as a small one. Regions that would overlap are merged (each pixel blended once).
 """
@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from ..reference.masks import ellipse_params, frame_mask
-from .ops_cpu import MIN_K, blurred_region
+from ...reference.masks import ellipse_params, frame_mask
+from .cpu import MIN_K, blurred_region
 
 MODES = ("blur", "pixelate", "solid")
 
@@ -91,21 +91,3 @@ def anonymise(frame: np.ndarray, boxes, landmarks, mode: str = "blur", blocks_pe
         mf = m[..., None]
         out[y0:y1, x0:x1] = np.clip(region + mf * (repl.astype(np.float32) - region) + 0.5, 0, 255).astype(np.uint8)
     return out
-
-
-def blur_stage(recipe) -> callable:
-    """Stage 'blur' for host engines after track.track_stage: each frame's faces (detected and held)
-    through recall.blur_geometry, replaced in place by recipe.blur.mode."""
-    from .recall import blur_geometry
-
-    bl, m = recipe.blur, recipe.mask
-    k_lm = recipe.outputs.num_landmarks or 5
-
-    def fn(batches):
-        for b in batches:
-            for f, faces in zip(b.frames, b.extra["faces"]):
-                if faces:
-                    boxes, lms, _ = blur_geometry(faces, bl.mask_scale, recipe.thresholds.score, k_lm)
-                    anonymise(f, boxes, lms, bl.mode, bl.blocks_per_face, m.feather, m.max_tilt_deg, inplace=True)
-            yield b
-    return fn
