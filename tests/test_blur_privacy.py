@@ -271,3 +271,18 @@ def test_cli_several_inputs_and_a_folder(tmp_path):
         assert side["settings"]["mode"] == "pixelate" and side["settings"]["mask_scale"] == 1.5
     res = CliRunner().invoke(cli, ["blur", ONE_FACE, TWO_FACES, "-o", str(tmp_path / "x.mp4")])
     assert res.exit_code != 0 and "folder" in res.output and "Traceback" not in res.output
+
+
+def test_float32_union_mask_is_the_reference_mask():
+    from toolchain.blur.ops.modes import union_mask
+    from toolchain.reference.masks import frame_mask
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        n = rng.integers(1, 4)
+        c, wh = rng.uniform(20, 280, (n, 2)), rng.uniform(4, 120, (n, 2))
+        boxes = np.concatenate([c - wh / 2, c + wh / 2], 1)
+        lm = np.repeat(c[:, None], 5, 1) + rng.normal(0, 10, (n, 5, 2))
+        for landmarks in (None, lm):
+            ref = frame_mask(boxes, landmarks, 300, 260, 0.15, 45)
+            assert np.abs(union_mask(boxes, landmarks, 300, 260, 0.15, 45) - ref).max() < 1e-5
