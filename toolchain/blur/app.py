@@ -20,7 +20,6 @@ def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, cou
                  fuse_gpu: bool = True) -> list[Stage]:
     """Stages for `engine`. `source` yields (index, frame); or `pinned` is an [N, H, W, 3] pinned tensor."""
     from .pipeline import stages as st
-
     from .pipeline.track import track_stage
 
     b = engine.batch

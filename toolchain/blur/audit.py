@@ -61,7 +61,6 @@ def judge_runner(recipe, parity_abs: float = 1e-3):
     (`$FBTOOL_CACHE/audit/`) and checked against PyTorch on a random batch: 5-8x faster than PyTorch
     on this CPU (RetinaFace at 1280x768: ~100 vs ~600 ms/frame), which decides whether a 1400-frame
     clip takes minutes or half an hour to audit."""
-    import os
 
     from ..errors import FbtoolError
     from ..export import _torch_export
