@@ -272,7 +272,7 @@ def test_cli_blur_end_to_end(tmp_path):
     res = CliRunner().invoke(cli, ["blur", "head-pose-face-detection-female.gif", "-o", str(out), "--backend", "torch",
                                    "--max-frames", "3", "--verify", "--stats", "--json", str(tmp_path / "d.jsonl")])
     assert res.exit_code == 0, res.output
-    assert "proof: PASS" in res.output and "blur: done" in res.output and out.stat().st_size > 1000
+    assert "audit: PASS" in res.output and "blur: done" in res.output and out.stat().st_size > 1000
 
 
 @pytest.mark.parametrize("backend,needle", [("tensorrt", "tensorrt"), ("nvinfer", "deepstream")])
@@ -311,4 +311,4 @@ def test_nvinfer_backend_blurs_through_the_emitted_config(exported, tmp_path):
     res = CliRunner().invoke(cli, ["blur", "classroom.gif", "-o", str(out), "--backend", "nvinfer", "--run", str(run),
                                    "--max-frames", "4", "--verify"])
     assert res.exit_code == 0, res.output
-    assert "nvinfer-emulation" in res.output and "proof: PASS" in res.output and out.is_file()
+    assert "nvinfer-emulation" in res.output and "audit: PASS" in res.output and out.is_file()
