@@ -22,7 +22,7 @@ def test_tiny_bench_writes_json_md_png(recipe, tmp_path, encode):
         assert r["fps"] > 0 and r["latency_ms_p99"] >= r["latency_ms_p50"] > 0 and r["rss_peak_mb"] > 0
         assert r["gpu_peak_mb"] is None  # CPU run
     assert pipe["speedup_vs_naive"] == pytest.approx(pipe["fps"] / naive["fps"])
-    assert {s["stage"] for s in pipe["stages"]} == {"decode", "preprocess", "infer", "post", "blur", "encode"}
+    assert {s["stage"] for s in pipe["stages"]} == {"decode", "preprocess", "infer", "post", "track", "blur", "encode"}
     assert pipe["bound_by"] in {s["stage"] for s in pipe["stages"]}
     assert data["settings"]["size"] == "320x180" and data["settings"]["encode"] is encode
     md = paths["md"].read_text()
