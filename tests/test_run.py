@@ -53,14 +53,14 @@ def test_changed_upstream_artifact_reruns_downstream(full_run):
     out, _ = full_run
     run, recipe = RunFolder(out), load_recipe()
     fp_before = chain.stage_fingerprint(run, recipe, "calibrate", {})
-    assert chain.is_fresh(run, "calibrate", fp_before)
+    assert run.is_fresh("calibrate", fp_before)
     onnx = run.artifact("surgery", "onnx")
     data = onnx.read_bytes()
     onnx.write_bytes(data + b"\0")
     try:
-        assert not chain.is_fresh(run, "surgery", chain.stage_fingerprint(run, recipe, "surgery", {}))
+        assert not run.is_fresh("surgery", chain.stage_fingerprint(run, recipe, "surgery", {}))
         assert chain.stage_fingerprint(run, recipe, "calibrate", {}) != fp_before
-        assert chain.is_fresh(run, "export", chain.stage_fingerprint(run, recipe, "export", {}))
+        assert run.is_fresh("export", chain.stage_fingerprint(run, recipe, "export", {}))
     finally:
         onnx.write_bytes(data)
 
