@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FbtoolError, MissingDependency
+from .ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
 
 BACKENDS = ("ort", "torch", "tensorrt", "nvinfer")
 
@@ -27,6 +28,7 @@ class Engine:
     dtype: Any = None
     batch: int = 4
     emulator: Any = None  # nvinfer backend: toolchain.nvinfer.emulation.NvInferEmulator (frames in, objects out)
+    cuda_blur: str = DEFAULT_CUDA_BLUR  # tensor engine: which torch blur (blur.ops.CUDA_BLUR_MODES)
 
     @property
     def cuda(self) -> bool:
@@ -62,13 +64,15 @@ def _optional(modules: list[str], what: str, hint: str):
 
 def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, run_dir=None, engine_path=None,
                 weights=None, batch: int | None = None, precision: str = "fp32", threads: int | None = None,
-                tensor_path: bool = False) -> Engine:
+                tensor_path: bool = False, cuda_blur: str = DEFAULT_CUDA_BLUR) -> Engine:
     """The backend's engine. `tensor_path=True` with torch on the CPU runs the CUDA engine's stages on
     CPU tensors (tests use it to exercise that code without a GPU)."""
     if backend not in BACKENDS:
         raise FbtoolError(f"unknown backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
     if device not in ("cpu", "cuda"):
         raise FbtoolError(f"unknown device {device!r}", "choose cpu or cuda")
+    if cuda_blur not in CUDA_BLUR_MODES:
+        raise FbtoolError(f"unknown CUDA blur mode {cuda_blur!r}", f"choose one of {', '.join(CUDA_BLUR_MODES)}")
     if backend == "ort":
         from ..runners import OrtRunner
 
@@ -81,7 +85,8 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
             from ..models import build_model
 
             model = build_model(recipe, weights).eval()
-            return Engine(backend, device, "torch-cpu-tensor-path", model=model, dtype=None, batch=batch or 4)
+            return Engine(backend, device, "torch-cpu-tensor-path", model=model, dtype=None, batch=batch or 4,
+                          cuda_blur=cuda_blur)
         if device == "cpu":
             from ..runners import TorchRunner
 
@@ -104,7 +109,8 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
             model = model.half()
             dtype = torch.float16
         model = model.to(memory_format=torch.channels_last)
-        return Engine(backend, device, f"torch-cuda-{precision}", model=model, dtype=dtype, batch=batch or 32)
+        return Engine(backend, device, f"torch-cuda-{precision}", model=model, dtype=dtype, batch=batch or 32,
+                      cuda_blur=cuda_blur)
     if backend == "tensorrt":
         mod = _optional(["toolchain.runners.tensorrt"], "the TensorRT backend", "use --backend ort or torch here")
         ok, why = mod.TensorRTRunner.available("tensorrt")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
 from .core import wait_get
 
 
@@ -331,17 +332,10 @@ def cuda_post(recipe, anchors, streams: Streams) -> Callable:
     return fn
 
 
-CUDA_BLUR_MODES = ("dense", "crops")
-DEFAULT_CUDA_BLUR = "dense"  # measured faster on the H100 and passes the proof (docs/bench.md)
-
-
-def cuda_blur_fn(mode: str | None = None) -> Callable:
+def cuda_blur_fn(mode: str = DEFAULT_CUDA_BLUR) -> Callable:
     """The torch blur: "dense" (ops.dense: a constant number of large kernels per batch) or "crops"
-    (ops.torch: per-face crops, exact to ops.cpu, a few hundred small kernels per batch). Env
-    FBTOOL_CUDA_BLUR picks one (the bench compares them); DEFAULT_CUDA_BLUR otherwise (docs/bench.md)."""
-    import os
-
-    mode = mode or os.environ.get("FBTOOL_CUDA_BLUR", DEFAULT_CUDA_BLUR)
+    (ops.torch: per-face crops, exact to ops.cpu, a few hundred small kernels per batch). The job's
+    option picks one (`--cuda-blur`; the bench compares them); DEFAULT_CUDA_BLUR otherwise."""
     if mode == "crops":
         from ..ops.torch import blur_batch
         return blur_batch
@@ -349,13 +343,13 @@ def cuda_blur_fn(mode: str | None = None) -> Callable:
         from ..ops.dense import blur_batch_dense
         return blur_batch_dense
     from ...errors import FbtoolError
-    raise FbtoolError(f"unknown CUDA blur mode {mode!r}", f"FBTOOL_CUDA_BLUR must be one of {CUDA_BLUR_MODES}")
+    raise FbtoolError(f"unknown CUDA blur mode {mode!r}", f"choose one of {', '.join(CUDA_BLUR_MODES)}")
 
 
-def cuda_blur(recipe, streams: Streams) -> Callable:
+def cuda_blur(recipe, streams: Streams, mode: str = DEFAULT_CUDA_BLUR) -> Callable:
     import torch
 
-    blur_batch = cuda_blur_fn()
+    blur_batch = cuda_blur_fn(mode)
     m = recipe.mask
 
     def fn(batches):
