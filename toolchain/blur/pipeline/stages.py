@@ -107,33 +107,14 @@ def host_infer(runner, recipe) -> Callable:
     return fn
 
 
-def postprocess_decoded(out: dict, recipe, score_threshold: float | None = None):
-    """Graph-decoded outputs (det_boxes/det_scores/det_landmarks, network pixels) -> reference Detections."""
-    from ...reference.detections import Detections
-    from ...reference.nms import nms
-
-    t = recipe.thresholds
-    thr = t.score if score_threshold is None else score_threshold
-    scores = np.asarray(out["det_scores"]).reshape(-1)
-    keep = np.nonzero(scores > thr)[0]
-    lms = out.get("det_landmarks")
-    d = Detections(np.asarray(out["det_boxes"]).reshape(-1, 4)[keep], scores[keep],
-                   None if lms is None else np.asarray(lms).reshape(len(scores), -1, 2)[keep])
-    if len(d) > t.pre_nms_top_k:
-        d = d.take(np.argsort(-d.scores, kind="stable")[: t.pre_nms_top_k])
-    return d.take(nms(d.boxes, d.scores, t.nms_iou, t.top_k))
-
-
 def host_post(recipe) -> Callable:
     from ...reference.detections import postprocess, split_batch
     from ...reference.preprocess import to_frame
 
     def fn(batches):
         for b in batches:
-            outs = split_batch(b.outputs)
-            decoded = "det_boxes" in b.outputs
-            b.dets = [to_frame(postprocess_decoded(o, recipe) if decoded else postprocess(o, recipe), lb)
-                      for o, lb in zip(outs, b.lb)]
+            # raw heads or graph-decoded outputs: the reference post-processing reads both
+            b.dets = [to_frame(postprocess(o, recipe), lb) for o, lb in zip(split_batch(b.outputs), b.lb)]
             b.outputs = None
             yield b
     return fn
