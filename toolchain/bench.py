@@ -126,30 +126,21 @@ def _gpu_peak(cuda: bool) -> float | None:
 
 def naive_loop(recipe, frames: np.ndarray, device: str, writer=None) -> dict:
     """(A): everything sequential, one frame at a time, fp32, host-side pre/post-processing."""
-    import torch
-
     from .blur.ops.cpu import naive_blur
-    from .models import build_model
-    from .reference.detections import postprocess
-    from .reference.preprocess import preprocess, to_frame
+    from .detector import detect_batch
+    from .runners import TorchRunner
 
-    model = build_model(recipe).to(device).eval()
-    o = recipe.outputs
-    names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
+    runner = TorchRunner(recipe, device=device)
     m = recipe.mask
     lat = []
     t_start = time.perf_counter()
-    with torch.inference_mode():
-        for f in frames:
-            t0 = time.perf_counter()
-            x, lb = preprocess(f, recipe)
-            outs = model(torch.from_numpy(x[None]).to(device))
-            out = {n: t[0].float().cpu().numpy() for n, t in zip(names, outs)}
-            d = to_frame(postprocess(out, recipe), lb)
-            blurred = naive_blur(f, d.boxes, d.landmarks, m.feather, m.max_tilt_deg)
-            if writer is not None:
-                writer.write(blurred)
-            lat.append(time.perf_counter() - t0)
+    for f in frames:
+        t0 = time.perf_counter()
+        d = detect_batch([f], recipe, runner)[0]
+        blurred = naive_blur(f, d.boxes, d.landmarks, m.feather, m.max_tilt_deg)
+        if writer is not None:
+            writer.write(blurred)
+        lat.append(time.perf_counter() - t0)
     wall = time.perf_counter() - t_start
     la = np.asarray(lat) * 1000
     return {"frames": len(frames), "wall_s": wall, "fps": len(frames) / wall,
@@ -167,11 +158,13 @@ def _encode_factory(tmpdir: str, name: str, encode: bool):
 def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 64, size=(1920, 1080),
           naive_frames: int | None = 32, encode: bool = True, batch: int | None = None, onnx=None, run_dir=None,
           precision: str = "fp32", clips=DEFAULT_CLIPS, frames_npy: str | None = None, warmup: int = 2,
-          threads: int | None = None, fuse_gpu: bool = True, log=print) -> dict:
+          threads: int | None = None, fuse_gpu: bool = True, log=print, cuda_blur: str | None = None) -> dict:
     """Run (A) and (B) per backend on the same frames; returns the result dict (see write_report)."""
     from .blur.app import run_frames
     from .blur.engines import make_engine
+    from .blur.ops import DEFAULT_CUDA_BLUR
 
+    cuda_blur = cuda_blur or DEFAULT_CUDA_BLUR
     cuda = device == "cuda"
     src = load_source_frames(clips, npy=frames_npy)
     host = make_frames(src, frames, size)
@@ -181,7 +174,7 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
                            "naive_frames": min(naive_frames or frames, frames), "precision": precision,
                            "clips": list(clips) if not frames_npy else f"npy:{os.path.basename(frames_npy)}",
                            "batch": batch, "unique_source_frames": int(len(src)),
-                           "gpu_stages": "fused" if fuse_gpu else "split"},
+                           "gpu_stages": "fused" if fuse_gpu else "split", "cuda_blur": cuda_blur},
               "machine": _machine(cuda), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         # (A) the naive loop
@@ -201,7 +194,7 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
         pinned = None
         for backend in backends:
             eng = make_engine(recipe, backend, device if backend == "torch" else "cpu", onnx=onnx, run_dir=run_dir,
-                              batch=batch, precision=precision, threads=threads)
+                              batch=batch, precision=precision, threads=threads, cuda_blur=cuda_blur)
             if eng.cuda and pinned is None:
                 import torch
 

@@ -4,6 +4,7 @@ import time
 
 import click
 
+from ..blur.ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
 from ._common import load, recipe_option, success
 
 
@@ -33,8 +34,10 @@ from ._common import load, recipe_option, success
 @click.option("--verify", is_flag=True, help="Independent audit: other detectors on the original frames; every face "
               "must lose >= 90% of its detail. On failure the video stays OUT.unverified.mp4.")
 @click.option("--stats", is_flag=True, help="Print each stage's busy time.")
+@click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,
+              help="torch on CUDA: dense (constant kernels per batch) or crops (per-face, exact to the CPU blur).")
 def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, mode, mask_scale, batch,
-            precision, start, max_frames, verify, stats):
+            precision, start, max_frames, verify, stats, cuda_blur):
     """Blur every face of one or more videos (MP4/GIF, or a folder of them): tracked, recall-first."""
     from ..blur.app import blur_many
     from ..blur.engines import make_engine
@@ -46,7 +49,7 @@ def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path
     t0 = time.perf_counter()
     r = with_blur(load(recipe), mode=mode, mask_scale=mask_scale)
     eng = make_engine(r, backend, device, onnx=onnx, run_dir=run_dir, engine_path=engine_path, batch=batch,
-                      precision=precision)
+                      precision=precision, cuda_blur=cuda_blur)
 
     def report(info):
         if "error" in info:

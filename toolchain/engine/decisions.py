@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import runfolder as RF
 from ..errors import FbtoolError
+from ..nvinfer.names import NETWORK_MODE
+from ..runfolder import MODEL_ONNX
 from ..trt.versions import hardware_compat_name, parse_version
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -20,17 +23,14 @@ RUNTIMES = ("tensorrt", "tensorrt-rtx")
 INT8_MODES = ("qdq", "implicit")
 FP16_MODES = ("auto", "autocast", "flag")
 SUPPORTED_TRT_MAJORS = (10, 11)
-# nvinfer network-mode values (gst-nvinfer config); BEST (3) is resolved to a concrete precision here
-# because nvinfer names BEST engines "..._UNKNOWN.engine" (networkMode2Str has no case for it).
-NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
 
 # Artifacts (stage, key) the build reads. The base (fp32) graph: surgery's output when present,
 # else export's. Precision-carrying graphs come from `fbtool calibrate`.
-BASE_ONNX = (("surgery", "onnx"), ("export", "onnx"))
-FP16_ONNX = ("calibrate", "fp16")
-QDQ_ONNX = ("calibrate", "int8_qdq")
-CALIB_SET = ("calibrate", "calib_set")
-CALIB_CACHE = ("calibrate", "calib_cache")
+BASE_ONNX = tuple(a.ref for a in MODEL_ONNX)
+FP16_ONNX = RF.FP16_ONNX.ref
+QDQ_ONNX = RF.INT8_QDQ.ref
+CALIB_SET = RF.CALIB_SET.ref
+CALIB_CACHE = RF.CALIB_CACHE.ref
 
 # TensorRT for RTX compute-capability targets (engines run on these GPUs only; not on 9.0/H100).
 RTX_TARGETS = ("SM75", "SM80", "SM86", "SM89", "SM120", "SM121")
@@ -89,6 +89,8 @@ class BuildPlan:
 
     @property
     def network_mode(self) -> int:
+        # BEST (3) is resolved to a concrete precision by plan_build because nvinfer names BEST
+        # engines "..._UNKNOWN.engine" (networkMode2Str has no case for it).
         return NETWORK_MODE[self.precision]
 
     def to_dict(self) -> dict:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
 from .core import wait_get
 
 
@@ -106,34 +107,16 @@ def host_infer(runner, recipe) -> Callable:
     return fn
 
 
-def postprocess_decoded(out: dict, recipe, score_threshold: float | None = None):
-    """Graph-decoded outputs (det_boxes/det_scores/det_landmarks, network pixels) -> reference Detections."""
-    from ...reference.detections import Detections
-    from ...reference.nms import nms
-
-    t = recipe.thresholds
-    thr = t.score if score_threshold is None else score_threshold
-    scores = np.asarray(out["det_scores"]).reshape(-1)
-    keep = np.nonzero(scores > thr)[0]
-    lms = out.get("det_landmarks")
-    d = Detections(np.asarray(out["det_boxes"]).reshape(-1, 4)[keep], scores[keep],
-                   None if lms is None else np.asarray(lms).reshape(len(scores), -1, 2)[keep])
-    if len(d) > t.pre_nms_top_k:
-        d = d.take(np.argsort(-d.scores, kind="stable")[: t.pre_nms_top_k])
-    return d.take(nms(d.boxes, d.scores, t.nms_iou, t.top_k))
-
-
 def host_post(recipe) -> Callable:
     from ...reference.detections import postprocess, split_batch
     from ...reference.preprocess import to_frame
 
     def fn(batches):
         for b in batches:
-            outs = split_batch(b.outputs)
-            decoded = "det_boxes" in b.outputs
-            thr = recipe.blur.score  # recall first: below the validation threshold (docs/blur.md)
-            b.dets = [to_frame(postprocess_decoded(o, recipe, thr) if decoded else
-                               postprocess(o, recipe, score_threshold=thr), lb) for o, lb in zip(outs, b.lb)]
+            # raw heads or graph-decoded outputs: the reference post-processing reads both; recall first:
+            # the blur threshold, below the validation threshold (docs/blur.md)
+            b.dets = [to_frame(postprocess(o, recipe, score_threshold=recipe.blur.score), lb)
+                      for o, lb in zip(split_batch(b.outputs), b.lb)]
             b.outputs = None
             yield b
     return fn
@@ -302,9 +285,7 @@ def cuda_infer(model, recipe, dtype, streams: Streams) -> Callable:
                 streams.wait(stream, b.event, b.frames)
                 b.x, b.lb = letterbox_torch(b.frames, recipe, dtype=dtype)
                 outs = model(b.x)
-                o = recipe.outputs
-                names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
-                b.outputs = {n: t.float() for n, t in zip(names, outs)}
+                b.outputs = {n: t.float() for n, t in zip(recipe.outputs.names, outs)}
                 b.x = None
                 b.event = streams.event(stream)
             yield b
@@ -329,17 +310,10 @@ def cuda_post(recipe, anchors, streams: Streams) -> Callable:
     return fn
 
 
-CUDA_BLUR_MODES = ("dense", "crops")
-DEFAULT_CUDA_BLUR = "dense"  # measured faster on the H100 and passes the proof (docs/bench.md)
-
-
-def cuda_blur_fn(mode: str | None = None) -> Callable:
+def cuda_blur_fn(mode: str = DEFAULT_CUDA_BLUR) -> Callable:
     """The torch blur: "dense" (ops.dense: a constant number of large kernels per batch) or "crops"
-    (ops.torch: per-face crops, exact to ops.cpu, a few hundred small kernels per batch). Env
-    FBTOOL_CUDA_BLUR picks one (the bench compares them); DEFAULT_CUDA_BLUR otherwise (docs/bench.md)."""
-    import os
-
-    mode = mode or os.environ.get("FBTOOL_CUDA_BLUR", DEFAULT_CUDA_BLUR)
+    (ops.torch: per-face crops, exact to ops.cpu, a few hundred small kernels per batch). The job's
+    option picks one (`--cuda-blur`; the bench compares them); DEFAULT_CUDA_BLUR otherwise."""
     if mode == "crops":
         from ..ops.torch import blur_batch
         return blur_batch
@@ -347,13 +321,13 @@ def cuda_blur_fn(mode: str | None = None) -> Callable:
         from ..ops.dense import blur_batch_dense
         return blur_batch_dense
     from ...errors import FbtoolError
-    raise FbtoolError(f"unknown CUDA blur mode {mode!r}", f"FBTOOL_CUDA_BLUR must be one of {CUDA_BLUR_MODES}")
+    raise FbtoolError(f"unknown CUDA blur mode {mode!r}", f"choose one of {', '.join(CUDA_BLUR_MODES)}")
 
 
-def cuda_blur(recipe, streams: Streams) -> Callable:
+def cuda_blur(recipe, streams: Streams, mode: str = DEFAULT_CUDA_BLUR) -> Callable:
     import torch
 
-    blur_batch = cuda_blur_fn()
+    blur_batch = cuda_blur_fn(mode)
     m = recipe.mask
 
     def fn(batches):

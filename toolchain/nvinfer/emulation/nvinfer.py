@@ -130,33 +130,30 @@ class NvInferEmulator:
     def harness_for(config: NvInferConfig):
         """The compiled parser at the config's custom-lib-path, driven through the C++ harness that
         `fbtool build-parser` builds beside it (the same g++, the same ABI header)."""
-        from ...parser.build import HARNESS_NAME
         from ..harness import ParserHarness
+        from ..names import HARNESS_LIB
 
         lib = config.file("custom-lib-path")
         if lib is None or not lib.is_file():
             raise FbtoolError(f"custom-lib-path {lib} does not exist", "run `fbtool build-parser` and emit the "
                               "config again (`fbtool deepstream`) so that it points at the built library")
-        harness = lib.parent / HARNESS_NAME
+        harness = lib.parent / HARNESS_LIB
         if not harness.is_file():
-            raise FbtoolError(f"no {HARNESS_NAME} beside {lib}", "build the parser with `fbtool build-parser`")
+            raise FbtoolError(f"no {HARNESS_LIB} beside {lib}", "build the parser with `fbtool build-parser`")
         return ParserHarness((lib, harness))
 
     def _default_runner(self):
         """The engine at model-engine-file where it exists and TensorRT runs here (its outputs then
         come in engine I/O order, as nvinfer hands them over), else onnxruntime on onnx-file."""
-        from ...runners import OrtRunner
+        from ...runners import available, open_runner
 
         engine = self.config.file("model-engine-file")
-        if engine is not None and engine.is_file():
-            from ...runners.tensorrt import TensorRTRunner
-
-            if TensorRTRunner.available("tensorrt")[0]:
-                return TensorRTRunner(engine)
+        if engine is not None and engine.is_file() and available("tensorrt")[0]:
+            return open_runner("tensorrt", engine)
         onnx = self.config.file("onnx-file")
         if onnx is None:
             raise FbtoolError(f"{self.config.path} has no onnx-file", "the emulation runs the ONNX with onnxruntime")
-        return OrtRunner(onnx)
+        return open_runner("onnxruntime", onnx)
 
     # --- the pipeline -------------------------------------------------------------------------
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
