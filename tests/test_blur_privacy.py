@@ -286,3 +286,18 @@ def test_float32_union_mask_is_the_reference_mask():
         for landmarks in (None, lm):
             ref = frame_mask(boxes, landmarks, 300, 260, 0.15, 45)
             assert np.abs(union_mask(boxes, landmarks, 300, 260, 0.15, 45) - ref).max() < 1e-5
+
+
+def test_a_scene_cut_ends_every_track():
+    from toolchain.blur.pipeline.track import Tracker
+
+    tr = Tracker(max_gap=3, hold=3)
+    tr.push(0, [[10, 10, 50, 50]], [0.9])
+    tr.push(1, [[10, 10, 50, 50]], [0.9])
+    tr.cut(2)  # another shot: nothing held into it, and its first face is not led back into the last shot
+    tr.push(2, np.zeros((0, 4)), np.zeros(0))
+    tr.push(3, [[200, 10, 240, 50]], [0.9])
+    frames = dict(tr.ready() + tr.flush())
+    assert [(f.track, f.kind) for f in frames[1]] == [(0, "detected")]  # no lead-in back across the cut
+    assert [(f.track, f.kind) for f in frames[2]] == [(1, "lead")]  # no hold of track 0 after it
+    assert [(f.track, f.kind) for f in frames[3]] == [(1, "detected")]
