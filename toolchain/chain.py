@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import FbtoolError
-from .fsutil import sha256_file, write_json
+from .fsutil import is_regular, sha256_file, write_json
 from .manifest import RunFolder, fingerprint
 
 STAGES = ("export", "surgery", "calibrate", "build-engine", "build-parser", "deepstream", "validate")
@@ -42,8 +42,12 @@ def upstream_digest(run: RunFolder, stage: str) -> dict:
         if not entry:
             continue
         for key, a in sorted(entry["artifacts"].items()):
-            p = run.root / a["path"]
-            out[f"{s}.{key}"] = sha256_file(p) if p.is_file() else ("dir" if p.is_dir() else None)
+            try:
+                p = run.path_of(s, key, a)
+            except FbtoolError:
+                out[f"{s}.{key}"] = "outside the run folder"
+                continue
+            out[f"{s}.{key}"] = sha256_file(p) if is_regular(p) else ("dir" if p.is_dir() else None)
     return out
 
 
@@ -54,11 +58,9 @@ def stage_fingerprint(run: RunFolder, recipe, stage: str, options: dict) -> str:
 def is_fresh(run: RunFolder, stage: str, fp: str) -> bool:
     if run.data.get("chain", {}).get(stage) != fp or not run.stage(stage):
         return False
-    for a in run.stage(stage)["artifacts"].values():
-        p = run.root / a["path"]
-        if not p.exists() or (a.get("sha256") and p.is_file() and sha256_file(p) != a["sha256"]):
-            return False
-    return True
+    if run.stage(stage).get("info", {}).get("passed") is False:  # a failed validate is never up to date
+        return False
+    return run.intact(stage)
 
 
 def mark_done(out, stage: str, fp: str) -> None:
