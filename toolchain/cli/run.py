@@ -62,10 +62,12 @@ def command(ctx, recipe, out, start, stop, precision, engine_runtime, ds_version
         click.secho(f"== {stage}", bold=True)
         t1 = time.perf_counter()
         cmd = ctx.parent.command.get_command(ctx, stage)
-        ctx.invoke(cmd, recipe=rpath, out=out, **options[stage])
+        extra = {"force": True} if force and any(p.name == "force" for p in cmd.params) else {}
+        ctx.invoke(cmd, recipe=rpath, out=out, **options[stage], **extra)  # --force reaches build-parser's reuse
         chain.mark_done(out, stage, fp)
         timings.append((stage, "ran", time.perf_counter() - t1))
     click.echo("")
     for stage, what, secs in timings:
         click.echo(f"  {stage:<13} {what:<40} {secs:7.1f} s")
-    success("run", t0, f"{out}/manifest.json, {out}/report.html")
+    report = Path(out) / "report.html"
+    success("run", t0, f"{out}/manifest.json" + (f", {report}" if report.is_file() else ""))

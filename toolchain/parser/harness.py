@@ -56,6 +56,9 @@ class ParserHarness:
         for p in (self.lib_path, self.harness_path):
             if not p.is_file():
                 raise FbtoolError(f"{p} does not exist", "run `fbtool build-parser` first")
+        from .build import verify_libs
+
+        verify_libs(self.lib_path, self.harness_path)  # a truncated .so kills the process (SIGBUS) in dlopen
         try:
             self._h = ctypes.CDLL(str(self.harness_path.resolve()), mode=os.RTLD_LOCAL)
         except OSError as exc:
