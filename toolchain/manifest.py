@@ -178,11 +178,18 @@ class RunFolder:
         self.path = self.root / MANIFEST
         self.data: dict[str, Any] = _load(self.path)
 
-    def file(self, name: str) -> Path:
+    def file(self, name: str, stage: str | None = None) -> Path:
+        """A path for a new file in the run folder; with `stage`, one no other stage's artifact holds."""
         self.root.mkdir(parents=True, exist_ok=True)
         p = self.root / name
         if not _inside(p, self.root):
             raise FbtoolError(f"file name {name!r} leaves the run folder {self.root}", "give a plain file name")
+        for other, entry in self.data["stages"].items():
+            for key, a in entry["artifacts"].items():
+                if other != stage and stage is not None and not a.get("external") and \
+                        os.path.normpath(a["path"]) == os.path.normpath(os.path.relpath(p, self.root)):
+                    raise FbtoolError(f"{name} is the '{key}' of stage '{other}' in {self.root}; writing it would "
+                                      "destroy an input", "choose another file name")
         return p
 
     def record(self, stage: str, artifacts: dict[str, str | os.PathLike], info: dict | None = None,

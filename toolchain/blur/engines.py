@@ -8,7 +8,7 @@ here, once, and reports a clear error where it cannot run on this machine.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ class Engine:
     dtype: Any = None
     batch: int = 4
     emulator: Any = None  # nvinfer backend: toolchain.emulation.NvInferEmulator (frames in, objects out)
+    inputs: dict = field(default_factory=dict)  # files the engine reads: no output may overwrite them
 
     @property
     def cuda(self) -> bool:
@@ -75,7 +76,7 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
         path = _onnx_path(onnx, run_dir)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
         r = OrtRunner(path, providers=providers, threads=threads)
-        return Engine(backend, device, r.name, runner=r, batch=batch or 4)
+        return Engine(backend, device, r.name, runner=r, batch=batch or 4, inputs={"--onnx": path})
     if backend == "torch":
         if device == "cpu" and tensor_path:
             from ..models import build_model
@@ -117,15 +118,20 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
 
             path = RunFolder(run_dir or "runs/default").artifact("build-engine", "engine")
         r = mod.TensorRTRunner(path)
-        return Engine(backend, device, r.name, runner=r, batch=batch or 4)
+        return Engine(backend, device, r.name, runner=r, batch=batch or 4, inputs={"--engine": path})
     emu = _optional(["toolchain.emulation"], "the nvinfer backend (the nvinfer emulation)",
                     "use --backend ort meanwhile")
     from ..manifest import RunFolder
 
     config = RunFolder(run_dir or "runs/default").artifact("deepstream", "infer_config")
+    # Never the Python stand-in: this backend answers "what would DeepStream do", which needs the very
+    # library the config names (a failed dlopen or a missing library is an error, not a fallback).
     try:
-        parser, pname = emu.NvInferEmulator.harness_for(emu.read_config(config)), "compiled parser"
-    except FbtoolError:  # no built parser library: the Python stand-in with the same contract
-        parser, pname = emu.ReferenceParser(recipe), "reference parser (no built parser library)"
+        parser = emu.NvInferEmulator.harness_for(emu.read_config(config))
+    except FbtoolError as exc:
+        raise FbtoolError(f"the nvinfer backend cannot load the config's parser: {exc.message}",
+                          "run `fbtool build-parser` then `fbtool deepstream` into the run folder, "
+                          "or use --backend ort") from None
     e = emu.NvInferEmulator(config, parser=parser)
-    return Engine(backend, device, f"nvinfer-emulation ({pname})", emulator=e, batch=batch or e.batch)
+    return Engine(backend, device, "nvinfer-emulation (compiled parser)", emulator=e, batch=batch or e.batch,
+                  inputs={"the nvinfer config": config})
