@@ -217,15 +217,19 @@ def header(recipe: Recipe, ds_version: str, precision: str, what: str) -> list[s
             "do not edit by hand (`fbtool deepstream --check FILE` validates a file)."]
 
 
+def _check_inside(outputs: dict[str, Path], target: Path) -> None:
+    for key, p in outputs.items():
+        if p.resolve().parent != target:
+            raise FbtoolError(f"the {key} file {p} would leave the DeepStream folder {target}",
+                              "the recipe name must be a plain file name")
+
+
 def _check_outputs(outputs: dict[str, Path], target: Path, src: Sources, lib: Path, labels) -> None:
     """Every file lands inside --ds-dir under its own name and overwrites none of the inputs."""
     from ..fsutil import refuse_overwrite
     from ..recipe import LABEL_RE
 
-    for key, p in outputs.items():
-        if p.resolve().parent != target:
-            raise FbtoolError(f"the {key} file {p} would leave the DeepStream folder {target}",
-                              "the recipe name must be a plain file name")
+    _check_inside(outputs, target)
     bad = [x for x in labels if not isinstance(x, str) or not LABEL_RE.fullmatch(x)]
     if bad:
         raise FbtoolError(f"the model's labels metadata holds an unsafe label {str(bad[0])[:40]!r}",
@@ -244,6 +248,8 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
         raise FbtoolError(f"DeepStream {ds_version} is not a target", f"choose one of {', '.join(keys.versions())}")
     run = RunFolder(out)
     target = ds_dir_for(recipe, ds_dir).resolve()
+    _check_inside({"infer_config": target / infer_config_name(recipe.name),
+                   "app_config": target / f"deepstream_app_{recipe.name}.txt"}, target)
     src = gather(recipe, run, precision, ds_version, gpu_id, batch)
     labels_path = target / "labels.txt"
     infer_path = target / infer_config_name(recipe.name)
