@@ -69,6 +69,16 @@ def test_blur_json_may_not_overwrite_the_input_or_the_video(video, tmp_path, onn
     assert not (tmp_path / "o.mp4").exists()
 
 
+def test_detect_outputs_may_not_overwrite_the_input(video, tmp_path, onnx_path):
+    before = sha(video)
+    one_line_error(invoke("detect", video, "-o", video, "--onnx", onnx_path), "would overwrite the input")
+    one_line_error(invoke("detect", video, "-o", tmp_path / "d.mp4", "--json", video, "--onnx", onnx_path),
+                   "would overwrite the input")
+    one_line_error(invoke("detect", video, "-o", tmp_path / "d.mp4", "--json", tmp_path / "d.mp4", "--onnx",
+                          onnx_path), "same file")
+    assert sha(video) == before and not (tmp_path / "d.mp4").exists()
+
+
 def test_surgery_name_may_not_replace_the_export(fresh_run):
     before = sha(fresh_run / "model.onnx")
     one_line_error(invoke("surgery", "-o", fresh_run, "--name", "model.onnx", "--no-check"), "destroy an input")
