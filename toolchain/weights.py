@@ -54,19 +54,27 @@ def resolve_weights(spec: Weights, explicit: str | os.PathLike | None = None, do
             raise FbtoolError(f"weights file {p} does not exist", "check the --weights path")
         return verify(p, spec.sha256)
     cached = cache_dir() / spec.sha256[:16] / spec.file
-    # A bad copy in one place must not hide a good one in the next (a corrupt cache entry, a mirror
-    # mid-copy): the first file that verifies wins; the first failure is reported when none does.
-    first_error: FbtoolError | None = None
-    for p in [cached] + [d / spec.file for d in mirror_dirs()]:
+    # A corrupt cache entry (our own copy, e.g. cut by a full disk) must not hide the mirror's good
+    # one; a mirror's copy is what the user pointed at, so a bad one there is an error.
+    bad_cache: FbtoolError | None = None
+    if cached.is_file():
+        try:
+            return verify(cached, spec.sha256)
+        except FbtoolError as exc:
+            bad_cache = exc
+    for d in mirror_dirs():
+        p = d / spec.file
         if p.is_file():
-            try:
-                return verify(p, spec.sha256)
-            except FbtoolError as exc:
-                first_error = first_error or exc
+            return verify(p, spec.sha256)
     if download and spec.url:
-        return _download(spec, cached)
-    if first_error is not None:
-        raise first_error
+        try:
+            return _download(spec, cached)
+        except FbtoolError:
+            if bad_cache is not None:
+                raise bad_cache from None
+            raise
+    if bad_cache is not None:
+        raise bad_cache
     where = ", ".join(str(d) for d in mirror_dirs())
     raise FbtoolError(
         f"weights {spec.file} not found (looked in {cache_dir()} and {where})",
