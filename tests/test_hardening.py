@@ -143,7 +143,7 @@ def test_second_fbtool_on_a_run_folder_is_refused_with_the_pid(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys
-            from toolchain.manifest import acquire
+            from toolchain.runfolder import acquire
             acquire({str(run)!r})
             print("locked", flush=True)
             sys.stdin.readline()
@@ -152,7 +152,7 @@ def test_second_fbtool_on_a_run_folder_is_refused_with_the_pid(tmp_path):
         assert holder.stdout.readline().strip() == "locked"
         err = one_line_error(invoke("build-parser", "-o", run), needle="another fbtool is using this run folder")
         assert f"(pid {holder.pid})" in err
-        from toolchain.manifest import RunFolder
+        from toolchain.runfolder import RunFolder
 
         with pytest.raises(FbtoolError, match="another fbtool"):  # the library refuses too
             RunFolder(run).record("x", {})
@@ -165,7 +165,7 @@ def test_second_fbtool_on_a_run_folder_is_refused_with_the_pid(tmp_path):
 
 
 def test_record_keeps_what_another_stage_recorded_meanwhile(tmp_path):
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     a, b = RunFolder(tmp_path), RunFolder(tmp_path)  # both read the empty manifest
     (tmp_path / "x.txt").write_text("x")
@@ -184,7 +184,7 @@ def _manifest(run: Path, stage: str, key: str, path: str, sha: str | None = None
 
 
 def test_manifest_path_outside_the_run_folder_is_refused(tmp_path):
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     _manifest(tmp_path / "R", "export", "onnx", "../../../../../../etc/passwd")
     with pytest.raises(FbtoolError, match="outside the run folder"):
@@ -194,7 +194,7 @@ def test_manifest_path_outside_the_run_folder_is_refused(tmp_path):
 
 def test_fifo_or_folder_artifact_is_refused_not_read(tmp_path):
     from toolchain import chain
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     run = tmp_path / "R"
     _manifest(run, "export", "onnx", "model.onnx", "0" * 64)
@@ -212,7 +212,7 @@ def test_fifo_or_folder_artifact_is_refused_not_read(tmp_path):
 
 def test_changed_artifact_is_refused_by_a_standalone_stage(tmp_path):
     from toolchain.fsutil import sha256_file
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     run = tmp_path / "R"
     run.mkdir()
@@ -248,7 +248,7 @@ def test_non_utf8_config_check_is_one_line(tmp_path):
 
 def test_failed_standalone_validate_is_redone_by_run(tmp_path):
     from toolchain import chain
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     run = tmp_path / "R"
     (tmp_path / "R").mkdir()
@@ -265,7 +265,7 @@ def test_failed_standalone_validate_is_redone_by_run(tmp_path):
 
 def test_standalone_stage_forgets_runs_fingerprint(tmp_path):
     from toolchain import chain
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     (tmp_path / "a").write_text("a")
     RunFolder(tmp_path).record("export", {"onnx": tmp_path / "a"})
@@ -293,7 +293,7 @@ def test_truncated_parser_library_is_rebuilt_not_reused(tmp_path):
     os.truncate(lib, size // 2)
     # The harness refuses it before dlopen (a truncated mapping dies with SIGBUS): checked in a child
     # process so that a regression kills the child, not pytest.
-    code = ("from toolchain.parser.harness import ParserHarness as H; import sys; p = sys.argv[1]; "
+    code = ("from toolchain.nvinfer.harness import ParserHarness as H; import sys; p = sys.argv[1]; "
             "H((p + '/libnvdsinfer_fbtool.so', p + '/libfbtool_harness.so'))")
     res = subprocess.run([sys.executable, "-c", code, str(run / "parser")], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})

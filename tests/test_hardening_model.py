@@ -196,7 +196,7 @@ def test_deepstream_outputs_stay_in_their_folder(fresh_run, tmp_path, recipe):
 def _collide(run: Path, recipe):
     """An input named like an output: the parser library recorded as labels.txt's path."""
     from toolchain.deepstream import emit
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     lib = run / "labels.txt"
     lib.write_bytes(b"\x7fELF")
@@ -255,7 +255,7 @@ def test_frame_range_options_are_checked(video, tmp_path, onnx_path, opt):
 
 
 def test_failed_json_write_leaves_no_video(video, tmp_path, onnx_path, monkeypatch):
-    from toolchain.blur import job
+    from toolchain.blur import app as job
 
     real = Path.write_text
 

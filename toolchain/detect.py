@@ -17,9 +17,8 @@ def detect(recipe, source, output, weights=None, onnx=None, max_frames: int | No
 
     from .detector import detect_batch
     from .draw import draw_detections
-    from .runners import OrtRunner, TorchRunner
-
     from .fsutil import refuse_overwrite
+    from .runners import OrtRunner, TorchRunner
 
     src = resolve_media(source)
     out = Path(output)

@@ -324,7 +324,7 @@ def _check_numbers(r: Recipe, bad) -> None:
             for f in dataclasses.fields(obj):
                 walk(getattr(obj, f.name), f"{where}.{f.name}" if where else f.name)
         elif isinstance(obj, tuple):
-            for i, x in enumerate(obj):
+            for x in obj:
                 walk(x, where)
 
     walk(r, "")

@@ -26,7 +26,7 @@ class Engine:
     model: Any = None  # tensor engine: the torch module (on the GPU; on the CPU only for tests)
     dtype: Any = None
     batch: int = 4
-    emulator: Any = None  # nvinfer backend: toolchain.emulation.NvInferEmulator (frames in, objects out)
+    emulator: Any = None  # nvinfer backend: toolchain.nvinfer.emulation.NvInferEmulator (frames in, objects out)
     inputs: dict = field(default_factory=dict)  # files the engine reads: no output may overwrite them
 
     @property
@@ -41,7 +41,7 @@ class Engine:
 def _onnx_path(onnx, run_dir) -> Path:
     if onnx:
         return Path(onnx)
-    from ..manifest import RunFolder
+    from ..runfolder import RunFolder
 
     return RunFolder(run_dir or "runs/default").artifact("export", "onnx")
 
@@ -114,14 +114,14 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
                                     "run on a machine with TensorRT and a CUDA GPU; use --backend ort or torch here")
         path = engine_path
         if path is None:
-            from ..manifest import RunFolder
+            from ..runfolder import RunFolder
 
             path = RunFolder(run_dir or "runs/default").artifact("build-engine", "engine")
         r = mod.TensorRTRunner(path)
         return Engine(backend, device, r.name, runner=r, batch=batch or 4, inputs={"--engine": path})
-    emu = _optional(["toolchain.emulation"], "the nvinfer backend (the nvinfer emulation)",
+    emu = _optional(["toolchain.nvinfer.emulation"], "the nvinfer backend (the nvinfer emulation)",
                     "use --backend ort meanwhile")
-    from ..manifest import RunFolder
+    from ..runfolder import RunFolder
 
     config = RunFolder(run_dir or "runs/default").artifact("deepstream", "infer_config")
     # Never the Python stand-in: this backend answers "what would DeepStream do", which needs the very

@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from ..errors import FbtoolError, Terminated, as_fbtool_error
+from ..errors import Terminated, as_fbtool_error
 from ._common import State
 
 # One module per stage; each defines `command` (a click command or group).

@@ -20,7 +20,7 @@ def recipe_option(f):
 
 def _lock_run_folder(ctx, param, value):
     """One fbtool per run folder for the whole command (released when the command's context closes)."""
-    from ..manifest import run_lock
+    from ..runfolder import run_lock
 
     if value is not None and not ctx.resilient_parsing:
         ctx.with_resource(run_lock(value))  # errors reach the group's one-line handler

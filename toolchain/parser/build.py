@@ -37,7 +37,7 @@ SOURCES = ("Makefile", "src/nvdsparse_fbtool.cpp", "src/exports.map", "include/f
 @dataclass
 class ParserBuild:
     lib: Path  # libnvdsinfer_fbtool.so: custom-lib-path for nvinfer
-    harness: Path  # libfbtool_harness.so: drives `lib` from Python (toolchain.parser.harness)
+    harness: Path  # libfbtool_harness.so: drives `lib` from Python (toolchain.nvinfer.harness)
     header: str  # "deepstream" (real headers) | "fbtool" (own ABI header)
     symbols: list[str] = field(default_factory=list)
     ds_major: int = 9
@@ -154,21 +154,6 @@ def _libs_intact(final: Path, info: dict) -> bool:
         if not is_regular(p) or shas.get(name) != sha256_file(p):
             return False
     return True
-
-
-def verify_libs(lib: Path, harness: Path) -> None:
-    """Before a dlopen: libraries `build_parser` made must still have the sha256 it recorded beside them."""
-    for p in (lib, harness):
-        info_path = p.parent / "build_info.json"
-        if not is_regular(p):
-            raise FbtoolError(f"{p} is not a regular file", "rebuild it with `fbtool build-parser --force`")
-        try:
-            shas = json.loads(info_path.read_text()).get("sha256") or {}
-        except (OSError, ValueError, AttributeError):
-            continue  # built by hand (make), not by fbtool: nothing recorded to compare with
-        if p.name in shas and shas[p.name] != sha256_file(p):
-            raise FbtoolError(f"{p} differs from the library fbtool built (truncated or replaced)",
-                              "rebuild it with `fbtool build-parser --force`")
 
 
 def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.PathLike | None = None,

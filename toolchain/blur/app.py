@@ -11,13 +11,13 @@ import numpy as np
 
 from ..errors import FbtoolError
 from .engines import Engine
-from .pipeline import Pipeline, Stage
+from .pipeline.core import Pipeline, Stage
 
 
 def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, count: int | None = None,
                  fuse_gpu: bool = True) -> list[Stage]:
     """Stages for `engine`. `source` yields (index, frame); or `pinned` is an [N, H, W, 3] pinned tensor."""
-    from . import stages as st
+    from .pipeline import stages as st
 
     b = engine.batch
     if engine.emulator is not None:
@@ -28,7 +28,7 @@ def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, cou
         return [Stage("decode", st.frame_source(source)), Stage("preprocess", st.host_preprocess(recipe, b)),
                 Stage("infer", st.host_infer(engine.runner, recipe)), Stage("post", st.host_post(recipe)),
                 Stage("blur", st.host_blur(recipe)), Stage("encode", sink_fn)]
-    from .gpu import anchors_torch
+    from ..reference.torch_port import anchors_torch
 
     dev = engine.tensor_device
     streams = st.Streams(dev)
@@ -54,7 +54,7 @@ def run_frames(engine: Engine, recipe, source: Iterable | None = None, *, pinned
     """Run the pipeline once; returns fps, latency percentiles and per-stage busy times."""
     import threading
 
-    from . import stages as st
+    from .pipeline import stages as st
 
     latencies: list[float] = []
     stop = threading.Event()  # made first: the pinned-buffer pools wait on it too
@@ -92,11 +92,10 @@ def _writer_factory(output: Path, source: Path):
 def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frames: int | None = None,
                start: int = 0, progress: bool = True, verify: bool = False) -> dict:
     """Blur every face of `source` (MP4/GIF/...) into the H.264 MP4 `output` (written atomically)."""
-    from ..media import iter_frames, resolve_media
-
     import os
 
     from ..fsutil import refuse_overwrite, sweep_stale, temp_beside
+    from ..media import iter_frames, resolve_media
 
     if max_frames is not None and max_frames < 1:
         raise FbtoolError(f"--max-frames must be at least 1, got {max_frames}", "leave it out for every frame")
