@@ -21,15 +21,11 @@ from pathlib import Path
 
 from ..errors import FbtoolError
 from ..fsutil import is_regular, sha256_file, write_json, write_text
+from ..nvinfer.names import HARNESS_LIB, PARSE_BBOX_FUNC, PARSE_MASK_FUNC, PARSER_LIB, PARSER_SYMBOLS
+from ..nvinfer.names import deepstream_root as deepstream_root_path
 from .params import HEADER_NAME, model_params, render_header
 
 PLUGINS = Path(__file__).resolve().parent.parent.parent / "plugins"
-DEFAULT_DEEPSTREAM_ROOT = "/opt/nvidia/deepstream/deepstream"
-LIB_NAME = "libnvdsinfer_fbtool.so"
-HARNESS_NAME = "libfbtool_harness.so"
-BBOX_FUNC = "NvDsInferParseFbtoolFace"
-MASK_FUNC = "NvDsInferParseFbtoolFaceMask"
-SYMBOLS = (BBOX_FUNC, MASK_FUNC)
 SOURCES = ("Makefile", "src/nvdsparse_fbtool.cpp", "src/exports.map", "include/fbtool_nvdsinfer.h",
            "harness/harness.cpp", "harness/exports.map")
 
@@ -52,7 +48,7 @@ def find_deepstream_includes(deepstream_root: str | os.PathLike | None = None) -
 
     An explicitly given root that lacks the headers is an error; the default one may be absent."""
     explicit = deepstream_root is not None
-    root = Path(deepstream_root or os.environ.get("DEEPSTREAM_ROOT") or DEFAULT_DEEPSTREAM_ROOT)
+    root = deepstream_root_path(deepstream_root)
     inc = root / "sources" / "includes"
     if (inc / "nvdsinfer_custom_impl.h").is_file():
         return inc
@@ -88,7 +84,7 @@ def exported_symbols(lib: Path) -> list[str]:
 
 def check_symbols(lib: Path) -> list[str]:
     syms = exported_symbols(lib)
-    missing = [s for s in SYMBOLS if s not in syms]
+    missing = [s for s in PARSER_SYMBOLS if s not in syms]
     if missing:
         mangled = [s for s in syms if any(m in s for m in missing)]
         raise FbtoolError(f"{lib.name} does not export {', '.join(missing)}"
@@ -149,7 +145,7 @@ def _libs_intact(final: Path, info: dict) -> bool:
     """The built libraries are regular files with the sha256 the build recorded (a truncated .so is
     not "up to date": dlopen would die with SIGBUS)."""
     shas = info.get("sha256") or {}
-    for name in (LIB_NAME, HARNESS_NAME):
+    for name in (PARSER_LIB, HARNESS_LIB):
         p = final / name
         if not is_regular(p) or shas.get(name) != sha256_file(p):
             return False
@@ -201,12 +197,12 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
             raise FbtoolError(f"the parser build failed: {_first_error(proc.stdout + proc.stderr)}",
                               f"full compiler output in {out_dir / 'parser-build.log'}")
         write_text(tmp / "build.log", log)
-        syms = check_symbols(tmp / LIB_NAME)
+        syms = check_symbols(tmp / PARSER_LIB)
         info = {"fingerprint": fp, "header": "deepstream" if ds_inc else "fbtool",
                 "deepstream_includes": str(ds_inc) if ds_inc else None, "ds_major": ds_major,
                 "compiler": _compiler_version(cxx), "symbols": syms, "params": params,
-                "parsers": {"bbox": BBOX_FUNC, "instance_mask": MASK_FUNC},
-                "sha256": {n: sha256_file(tmp / n) for n in (LIB_NAME, HARNESS_NAME)}}
+                "parsers": {"bbox": PARSE_BBOX_FUNC, "instance_mask": PARSE_MASK_FUNC},
+                "sha256": {n: sha256_file(tmp / n) for n in (PARSER_LIB, HARNESS_LIB)}}
         write_json(tmp / "build_info.json", info)
         # Copy beside the target (same filesystem), then swap folders by rename.
         staged = Path(tempfile.mkdtemp(prefix=f".parser-{os.getpid()}-", dir=out_dir))
@@ -232,7 +228,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 def _result(folder: Path, info: dict, params: dict, rebuilt: bool) -> ParserBuild:
-    return ParserBuild(lib=folder / LIB_NAME, harness=folder / HARNESS_NAME, header=info["header"],
-                       symbols=[s for s in info["symbols"] if s in SYMBOLS], ds_major=info["ds_major"],
+    return ParserBuild(lib=folder / PARSER_LIB, harness=folder / HARNESS_LIB, header=info["header"],
+                       symbols=[s for s in info["symbols"] if s in PARSER_SYMBOLS], ds_major=info["ds_major"],
                        params_header=folder / HEADER_NAME, params=params, fingerprint=info["fingerprint"],
                        rebuilt=rebuilt)
