@@ -79,7 +79,11 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
     failed: list[str] = []
 
     def gate(key: str, path: Path, precision: str, extra: dict, companion: str | None = None) -> None:
-        g = accuracy_gate(recipe, path, gate_frames, precision, reference, cs.source_hashes, baseline_onnx=src)
+        try:
+            g = accuracy_gate(recipe, path, gate_frames, precision, reference, cs.source_hashes, baseline_onnx=src)
+        except BaseException:  # a gate that could not judge leaves no unjudged product behind
+            path.unlink(missing_ok=True)
+            raise
         info["products"][key] = {"file": path.name, "gate": g, **extra}
         if g["passed"]:
             artifacts[key] = path
