@@ -83,6 +83,8 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
             g = accuracy_gate(recipe, path, gate_frames, precision, reference, cs.source_hashes, baseline_onnx=src)
         except BaseException:  # a gate that could not judge leaves no unjudged product behind
             path.unlink(missing_ok=True)
+            if companion is not None:
+                Path(artifacts.pop(companion)).unlink(missing_ok=True)
             raise
         info["products"][key] = {"file": path.name, "gate": g, **extra}
         if g["passed"]:
