@@ -255,6 +255,11 @@ def test_frame_range_options_are_checked(video, tmp_path, onnx_path, opt):
     assert not (tmp_path / "o.mp4").exists()
 
 
+def test_blur_output_that_is_a_folder_is_one_line(video, tmp_path, onnx_path):
+    (tmp_path / "o.mp4").mkdir()
+    one_line_error(invoke("blur", video, "-o", tmp_path / "o.mp4", "--onnx", onnx_path), "is a folder")
+
+
 def test_failed_json_write_leaves_no_video(video, tmp_path, onnx_path, monkeypatch):
     from toolchain.blur import app as job
 
