@@ -193,7 +193,6 @@ def test_manifest_path_outside_the_run_folder_is_refused(tmp_path):
 
 
 def test_fifo_or_folder_artifact_is_refused_not_read(tmp_path):
-    from toolchain import chain
     from toolchain.runfolder import RunFolder
 
     run = tmp_path / "R"
@@ -207,7 +206,7 @@ def test_fifo_or_folder_artifact_is_refused_not_read(tmp_path):
     one_line_error(invoke("deepstream", "-o", run, "--ds-dir", tmp_path / "ds"), needle="folder")
     rf = RunFolder(run)
     rf.data["chain"] = {"export": "fp"}
-    assert not chain.is_fresh(rf, "export", "fp")
+    assert not rf.is_fresh("export", "fp")
 
 
 def test_changed_artifact_is_refused_by_a_standalone_stage(tmp_path):
@@ -247,7 +246,6 @@ def test_non_utf8_config_check_is_one_line(tmp_path):
 # ---- 9: a failed validate is never up to date -------------------------------------------------------
 
 def test_failed_standalone_validate_is_redone_by_run(tmp_path):
-    from toolchain import chain
     from toolchain.runfolder import RunFolder
 
     run = tmp_path / "R"
@@ -255,21 +253,20 @@ def test_failed_standalone_validate_is_redone_by_run(tmp_path):
     (run / "report.json").write_text("{}")
     rf = RunFolder(run)
     rf.record("validate", {"report_json": run / "report.json"}, {"passed": True})
-    chain.mark_done(run, "validate", "fp")
-    assert chain.is_fresh(RunFolder(run), "validate", "fp")
+    RunFolder(run).mark_fresh("validate", "fp")
+    assert RunFolder(run).is_fresh("validate", "fp")
     # A standalone validate that fails records passed=False (and forgets run's fingerprint).
     RunFolder(run).record("validate", {"report_json": run / "report.json"}, {"passed": False})
-    chain.mark_done(run, "validate", "fp")  # even where the fingerprint survived
-    assert not chain.is_fresh(RunFolder(run), "validate", "fp")
+    RunFolder(run).mark_fresh("validate", "fp")  # even where the fingerprint survived
+    assert not RunFolder(run).is_fresh("validate", "fp")
 
 
 def test_standalone_stage_forgets_runs_fingerprint(tmp_path):
-    from toolchain import chain
     from toolchain.runfolder import RunFolder
 
     (tmp_path / "a").write_text("a")
     RunFolder(tmp_path).record("export", {"onnx": tmp_path / "a"})
-    chain.mark_done(tmp_path, "export", "fp")
+    RunFolder(tmp_path).mark_fresh("export", "fp")
     RunFolder(tmp_path).record("export", {"onnx": tmp_path / "a"})
     assert "export" not in RunFolder(tmp_path).data.get("chain", {})
 
