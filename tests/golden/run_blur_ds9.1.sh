@@ -6,7 +6,8 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 INPUT="${1:-file:///opt/nvidia/deepstream/deepstream/samples/streams/sample_1080p_h264.mp4}"
-OUTPUT="${2:-fbtool_retinaface_mnet025_blurred.mp4}"
+DEFAULT_OUTPUT=fbtool_retinaface_mnet025_blurred.mp4
+OUTPUT="${2:-$DEFAULT_OUTPUT}"
 # nvinfer gie-unique-id 1, class ids of the recipe's labels (face).
 # Check the value format with `gst-inspect-1.0 nvdsosd` on your DeepStream version.
 BLUR_IDS="${BLUR_IDS:-1:0}"

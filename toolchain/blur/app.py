@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FbtoolError
-from ..fsutil import write_text
 from .engines import Engine
 from .pipeline.core import Pipeline, Stage
 
@@ -93,34 +92,56 @@ def _writer_factory(output: Path, source: Path):
 def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frames: int | None = None,
                start: int = 0, progress: bool = True, verify: bool = False) -> dict:
     """Blur every face of `source` (MP4/GIF/...) into the H.264 MP4 `output` (written atomically)."""
+    import os
+
+    from ..fsutil import refuse_overwrite, sweep_stale, temp_beside
     from ..media import iter_frames, resolve_media
 
+    if max_frames is not None and max_frames < 1:
+        raise FbtoolError(f"--max-frames must be at least 1, got {max_frames}", "leave it out for every frame")
+    if start < 0:
+        raise FbtoolError(f"--start must be >= 0, got {start}", "frames are counted from 0")
     src = resolve_media(source)
     out = Path(output)
     if out.suffix.lower() != ".mp4":
         raise FbtoolError(f"output {out} is not an .mp4", "the blur job writes H.264 MP4: name it *.mp4")
-    if out.resolve() == src.resolve():
-        raise FbtoolError("the output would overwrite the input", "choose another output name")
+    if out.is_dir():
+        raise FbtoolError(f"output {out} is a folder", "give a file name ending in .mp4")
+    refuse_overwrite({"-o": out, "--json": json_path}, {"the video": src, **engine.inputs})
     out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out.parent, only=out.name)  # part files of a killed earlier run to this output
+    # The JSON's temporary is made first: an unwritable --json fails before minutes of work, and a
+    # late failure removes the new video (no half result).
+    json_tmp = temp_beside(Path(json_path)) if json_path else None
+    had_output = out.exists()
     results: list = []
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        from ..media import video_info
-
-        total = max(int(video_info(src).get("frames") or 0) - start, 0) or None
-        total = min(total, max_frames) if total and max_frames else (total or max_frames)
-        bar = tqdm(total=total, unit="frame", desc=f"blur {src.name}", dynamic_ncols=True)
     try:
-        info = run_frames(engine, recipe, iter_frames(src, start=start, max_frames=max_frames),
-                          writer_factory=_writer_factory(out, src), results=results,
-                          progress=bar.update if bar is not None else None)
+        if progress:
+            from tqdm import tqdm
+
+            from ..media import video_info
+
+            total = max(int(video_info(src).get("frames") or 0) - start, 0) or None
+            total = min(total, max_frames) if total and max_frames else (total or max_frames)
+            bar = tqdm(total=total, unit="frame", desc=f"blur {src.name}", dynamic_ncols=True)
+        try:
+            info = run_frames(engine, recipe, iter_frames(src, start=start, max_frames=max_frames),
+                              writer_factory=_writer_factory(out, src), results=results,
+                              progress=bar.update if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        if json_tmp is not None:
+            json_tmp.write_text("".join(json.dumps(r) + "\n" for r in results))
+            os.replace(json_tmp, json_path)
+    except BaseException:
+        if json_tmp is not None and not had_output and out.exists():
+            out.unlink()
+        raise
     finally:
-        if bar is not None:
-            bar.close()
-    if json_path:
-        write_text(json_path, "".join(json.dumps(r) + "\n" for r in results))
+        if json_tmp is not None and json_tmp.exists():
+            json_tmp.unlink()
     info.update({"output": str(out), "faces": sum(len(r["faces"]) for r in results), "backend": engine.name,
                  "batch": engine.batch})
     if verify:

@@ -65,6 +65,10 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
     stats = collect(src, cs)
     stats_path = stats.save(folder / "stats.npz")
     reference = reference_run(recipe, gate_frames)
+    if not any(len(d) for d in reference.detections):
+        raise FbtoolError(f"no face in the validation media ({len(gate_frames)} frames of "
+                          f"{', '.join(map(str, validation))}): the accuracy gate would pass on nothing",
+                          "give held-out clips that show faces (--eval-source or validation_media)")
 
     artifacts: dict[str, str | os.PathLike] = {"calib_set": folder / "calib_manifest.json", "calib_data": folder / "calib_set.npy",
                                   "stats": stats_path}
@@ -73,13 +77,21 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
                   "trt_version": trt_version, "trt_version_number": trt_number, "products": {}}
     failed: list[str] = []
 
-    def gate(key: str, path: Path, precision: str, extra: dict) -> None:
-        g = accuracy_gate(recipe, path, gate_frames, precision, reference, cs.source_hashes, baseline_onnx=src)
+    def gate(key: str, path: Path, precision: str, extra: dict, companion: str | None = None) -> None:
+        try:
+            g = accuracy_gate(recipe, path, gate_frames, precision, reference, cs.source_hashes, baseline_onnx=src)
+        except BaseException:  # a gate that could not judge leaves no unjudged product behind
+            path.unlink(missing_ok=True)
+            if companion is not None:
+                Path(artifacts.pop(companion)).unlink(missing_ok=True)
+            raise
         info["products"][key] = {"file": path.name, "gate": g, **extra}
         if g["passed"]:
             artifacts[key] = path
-        else:
+        else:  # neither the model nor its scales (the cache) may be deployed
             path.unlink(missing_ok=True)
+            if companion is not None:
+                Path(artifacts.pop(companion)).unlink(missing_ok=True)
             failed.append(f"{key}: {'; '.join(g['failures'])}")
 
     primary = methods[0] if methods else ""
@@ -89,7 +101,8 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
         artifacts[_key("calib_cache", method, primary)] = cache
         qdq_path = run.file(f"{src.stem}_int8_{method}.onnx")
         q = quantize_int8(src, cs.array(), method, cache, qdq_path)
-        gate(_key("int8_qdq", method, primary), qdq_path, f"int8-{method}", {"quantization": q})
+        gate(_key("int8_qdq", method, primary), qdq_path, f"int8-{method}", {"quantization": q},
+             companion=_key("calib_cache", method, primary))
     if fp16:
         f16_path = run.file(f"{src.stem}_fp16.onnx")
         f = convert_fp16(src, cs.tensors(0, min(8, len(cs))), f16_path, stats, recipe.input.name)

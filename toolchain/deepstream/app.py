@@ -72,19 +72,29 @@ def app_groups(recipe: Recipe, infer_config: str, batch: int, gpu_id: int = 0, i
     ]
 
 
+def _comment(text: str) -> str:
+    """Text safe inside a shell comment line (no line break can end the comment)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def blur_script(recipe: Recipe, infer_config: str, gpu_id: int = 0) -> str:
+    # The recipe check keeps names and labels to a safe set; the script quotes them anyway, so a
+    # Recipe built in code without that check cannot put a command into the script either.
     class_ids = ";".join(str(i) for i in range(len(recipe.labels)))
     cfg = shlex.quote(infer_config)
+    default_out = shlex.quote(f"fbtool_{recipe.name}_blurred.mp4")
+    gpu_id = int(gpu_id)
     return f"""#!/usr/bin/env bash
-# Face blur for {recipe.name} with DeepStream 9.x: nvinfer (instance masks from the fbtool parser)
+# Face blur for {_comment(recipe.name)} with DeepStream 9.x: nvinfer (instance masks from the fbtool parser)
 # -> nvdsosd blur-bbox=2 (blur inside each face's mask). Written by `fbtool deepstream`.
-# Usage (on a DeepStream host): ./run_blur_{recipe.name}.sh [INPUT_URI] [OUTPUT.mp4]
+# Usage (on a DeepStream host): ./run_blur_{_comment(recipe.name)}.sh [INPUT_URI] [OUTPUT.mp4]
 # Not run by fbtool's tests: DeepStream cannot be installed on its CI machines (docs/deepstream.md).
 set -euo pipefail
 HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
 INPUT="${{1:-{SAMPLE_URI}}}"
-OUTPUT="${{2:-fbtool_{recipe.name}_blurred.mp4}}"
-# nvinfer gie-unique-id 1, class ids of the recipe's labels ({", ".join(recipe.labels)}).
+DEFAULT_OUTPUT={default_out}
+OUTPUT="${{2:-$DEFAULT_OUTPUT}}"
+# nvinfer gie-unique-id 1, class ids of the recipe's labels ({_comment(", ".join(recipe.labels))}).
 # Check the value format with `gst-inspect-1.0 nvdsosd` on your DeepStream version.
 BLUR_IDS="${{BLUR_IDS:-1:{class_ids}}}"
 # x264enc (software): data-centre GPUs have no NVENC; use nvv4l2h264enc where the GPU has one.

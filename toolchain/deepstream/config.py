@@ -215,6 +215,27 @@ def header(recipe: Recipe, ds_version: str, precision: str, what: str) -> list[s
             "do not edit by hand (`fbtool deepstream --check FILE` validates a file)."]
 
 
+def _check_inside(outputs: dict[str, Path], target: Path) -> None:
+    for key, p in outputs.items():
+        if p.resolve().parent != target:
+            raise FbtoolError(f"the {key} file {p} would leave the DeepStream folder {target}",
+                              "the recipe name must be a plain file name")
+
+
+def _check_outputs(outputs: dict[str, Path], target: Path, src: Sources, lib: Path, labels) -> None:
+    """Every file lands inside --ds-dir under its own name and overwrites none of the inputs."""
+    from ..fsutil import refuse_overwrite
+    from ..recipe import LABEL_RE
+
+    _check_inside(outputs, target)
+    bad = [x for x in labels if not isinstance(x, str) or not LABEL_RE.fullmatch(x)]
+    if bad:
+        raise FbtoolError(f"the model's labels metadata holds an unsafe label {str(bad[0])[:40]!r}",
+                          "re-export the model from a valid recipe")
+    refuse_overwrite(outputs, {"onnx": src.onnx, "engine": src.engine, "calibration cache": src.calib_cache,
+                               "parser library": lib})
+
+
 def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: str = DEFAULT_DS,
          ds_dir: str | Path | None = None, gpu_id: int = 0, mask: bool = True, batch: int | None = None,
          input_uri: str | None = None) -> dict:
@@ -225,6 +246,8 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
         raise FbtoolError(f"DeepStream {ds_version} is not a target", f"choose one of {', '.join(keys.versions())}")
     run = RunFolder(out)
     target = ds_dir_for(recipe, ds_dir).resolve()
+    _check_inside({"infer_config": target / infer_config_name(recipe.name),
+                   "app_config": target / f"deepstream_app_{recipe.name}.txt"}, target)
     src = gather(recipe, run, precision, ds_version, gpu_id, batch)
     labels_path = target / "labels.txt"
     infer_path = target / infer_config_name(recipe.name)
@@ -249,12 +272,15 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
         findings[path.name] = [str(x) for x in f]
 
     labels = src.meta.get("labels", list(recipe.labels))
+    outputs = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path,
+               "blur_app": target / f"run_blur_{recipe.name}.sh"}
+    _check_outputs(outputs, target, src, lib, labels)
     write_text(labels_path, "\n".join(labels) + "\n")
     write_text(infer_path, infer_text)
     write_text(app_path, app_text)
     artifacts: dict[str, str | os.PathLike] = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path}
     if mask and supports_mask_blur(ds_version):
-        blur = target / f"run_blur_{recipe.name}.sh"
+        blur = outputs["blur_app"]
         write_text(blur, blur_script(recipe, infer_path.name, gpu_id))
         blur.chmod(0o755)
         artifacts["blur_app"] = blur

@@ -105,6 +105,11 @@ def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step:
     clips = list(media or recipe.validation_media)
     if not clips:
         raise FbtoolError("no validation media", "name clips under validation_media in the recipe or pass --media")
+    cands = discover(run, recipe, only)
+    if not any(c.available for c in cands):  # before any work, and before anything is written
+        raise FbtoolError(f"no candidate could run in {run.root}: "
+                          + "; ".join(f"{c.name}: {c.reason}" for c in cands[:2]),
+                          "run `fbtool export` (or `fbtool run`) first")
     sampled = sample_frames(clips, per_clip=per_clip, step=step)
     frames = [f for _, _, f in sampled]
     refs = [FrameRef(c, i) for c, i, _ in sampled]
@@ -114,10 +119,13 @@ def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step:
     ref_dets, ref_raw_list, _ = ref_run(frames, batch)
     ref_seconds = time.perf_counter() - t0
     ref_raw = stack_raw(ref_raw_list)
+    if not any(len(d) for d in ref_dets):  # every candidate would "pass" with F1 1.0 on nothing
+        raise FbtoolError(f"no face in the validation media ({len(frames)} frames of {', '.join(clips)})",
+                          "validate on clips that show faces (--media or the recipe's validation_media)")
 
     results: list[CandidateResult] = []
     outputs: dict[str, list] = {}
-    for cand in discover(run, recipe, only):
+    for cand in cands:
         if progress:
             progress(cand.name)
         if not cand.available:
