@@ -160,8 +160,11 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
                               f"full compiler output in {out_dir / 'parser-build.log'}")
         write_text(tmp / "build.log", log)
         syms = check_symbols(tmp / LIB_NAME)
+        layout = compiled_layout(tmp / LIB_NAME, tmp / HARNESS_NAME)
         info = {"fingerprint": fp, "header": "deepstream" if ds_inc else "fbtool",
-                "deepstream_includes": str(ds_inc) if ds_inc else None, "ds_major": ds_major,
+                "deepstream_includes": str(ds_inc) if ds_inc else None,
+                # the object layout actually compiled (real headers decide it, not --ds-major)
+                "ds_major": layout["ds_major"], "object_size": layout["object_size"], "requested_ds_major": ds_major,
                 "compiler": _compiler_version(cxx), "symbols": syms, "params": params,
                 "parsers": {"bbox": BBOX_FUNC, "instance_mask": MASK_FUNC}}
         write_json(tmp / "build_info.json", info)
@@ -170,6 +173,22 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return _result(final, info, params, rebuilt=True)
+
+
+# sizeof(NvDsInferObjectDetectionInfo): DeepStream 8.0 has 24 bytes, 9.x adds float rotation_angle.
+OBJECT_SIZE_TO_MAJOR = {24: 8, 28: 9}
+
+
+def compiled_layout(lib: Path, harness: Path) -> dict:
+    """The object layout the library was compiled with, measured by the harness (same headers and
+    flags): {"object_size", "ds_major"}."""
+    from .harness import ParserHarness
+
+    size = int(ParserHarness((lib, harness)).abi()["object_size"])
+    if size not in OBJECT_SIZE_TO_MAJOR:
+        raise FbtoolError(f"the parser was compiled with a {size}-byte NvDsInferObjectDetectionInfo, "
+                          "neither DeepStream 8.0's (24) nor 9.x's (28)", "check the DeepStream headers")
+    return {"object_size": size, "ds_major": OBJECT_SIZE_TO_MAJOR[size]}
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
