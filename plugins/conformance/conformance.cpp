@@ -18,6 +18,7 @@
 
 #include "gstnvinfer.h"
 #include "gstnvinfer_impl.h"
+#include "nvdsinfer_func_utils.h"
 #include "gstnvdsosd.h"
 
 namespace {
@@ -98,6 +99,28 @@ int cmd_nvinfer(const char* path)
              ", \"detectionMaxHeight\": " + std::to_string(f.detectionMaxHeight) + "}";
     }
     o += "]";
+
+    // The engine file nvinfer builds and saves when model-engine-file cannot be used
+    // (NvDsInferContextImpl::buildModel -> TrtModelBuilder::buildModel, nvdsinfer_model_builder.cpp).
+    // TensorRT's builder is closed, so buildModel cannot run here; its naming is restated from
+    // nvdsinfer_model_builder.cpp (suggestedPathName, lines "modelPath + _b ... .engine") with the
+    // mode after configCommonOptions' fallback: INT8 without a calibrator (set only when
+    // int8-calib-file is accessible) -> FP16. networkMode2Str and file_accessible are NVIDIA's own.
+    {
+        NvDsInferNetworkMode mode = p->networkMode;
+        std::string fallback;
+        if ((mode == NvDsInferNetworkMode_INT8 || mode == NvDsInferNetworkMode_BEST) &&
+            !(!nvdsinfer::string_empty(p->int8CalibrationFilePath) &&
+              nvdsinfer::file_accessible(p->int8CalibrationFilePath))) {
+            mode = NvDsInferNetworkMode_FP16;
+            fallback = "INT8 calibration file not specified. Trying FP16 mode.";
+        }
+        std::string dev = "gpu" + std::to_string(p->gpuID);
+        if (p->useDLA && p->dlaCore >= 0) dev = "dla" + std::to_string(p->dlaCore);
+        std::string name = std::string(p->onnxFilePath) + "_b" + std::to_string(p->maxBatchSize) + "_" + dev +
+                           "_" + nvdsinfer::networkMode2Str(mode) + ".engine";
+        o += ", \"built_engine_path\": " + js(name.c_str()) + ", \"mode_fallback\": " + js(fallback.c_str());
+    }
 
     // gst_nvinfer_start: only the cases where it returns before touching CUDA (a failed parse, an
     // instance mask with a cluster mode), so the error it posts is NVIDIA's own text.

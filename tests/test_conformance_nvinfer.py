@@ -1,0 +1,180 @@
+"""NVIDIA's own Gst-nvinfer code (gst_nvinfer_init, gst_nvinfer_parse_config_file,
+NvDsInferContext_ResetInitParams, gst_nvinfer_start's early checks), compiled unmodified from the
+DeepStream 9.1 sources by plugins/conformance, reads every config fbtool emits.
+
+Skipped, with the reason, where neither ../shared/third_party nor $DEEPSTREAM_ROOT/sources is there.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from toolchain.deepstream import conformance
+
+pytestmark = pytest.mark.skipif(conformance.missing_reason() is not None,
+                                reason=f"NVIDIA's DeepStream code cannot be built here: {conformance.missing_reason()}")
+
+VERSIONS = ("7.1", "8.0", "9.0", "9.1")
+PRECISIONS = ("fp32", "fp16", "int8")
+MODEL = "retinaface_mnet025"
+
+
+@pytest.fixture(scope="module")
+def emitted(exported, recipe, tmp_path_factory):
+    """Every config fbtool emits: 4 DeepStream versions x fp32/fp16/int8 x mask/no-mask (24)."""
+    from toolchain.deepstream import emit
+    from toolchain.manifest import RunFolder
+
+    src_run, info = exported
+    run = tmp_path_factory.mktemp("confrun")
+    shutil.copy(src_run / "model.onnx", run / "model.onnx")
+    rf = RunFolder(run)
+    rf.record("export", {"onnx": run / "model.onnx"}, info)
+    # calibrate's artifacts: only their paths matter to the config (stand-ins, no TensorRT involved)
+    (run / "int8_calib_entropy.cache").write_text("TRT-100900-EntropyCalibration2\ninput: 3c010a14\n")
+    shutil.copy(run / "model.onnx", run / "model_int8_entropy.onnx")
+    rf.record("calibrate", {"calib_cache": run / "int8_calib_entropy.cache",
+                            "int8_qdq": run / "model_int8_entropy.onnx"})
+    out = []
+    for ds in VERSIONS:
+        for prec in PRECISIONS:
+            for mask in (True, False):
+                d = tmp_path_factory.mktemp(f"ds{ds}-{prec}-{'mask' if mask else 'nomask'}")
+                info = emit(recipe, run, precision=prec, ds_version=ds, ds_dir=d, mask=mask)
+                out.append((ds, prec, mask, Path(info["files"]["infer_config"]), info))
+    return out
+
+
+def test_every_emitted_config_parses_true_with_no_unknown_key(emitted, recipe):
+    assert len(emitted) == 24
+    for ds, prec, mask, path, info in emitted:
+        got, messages = conformance.parse_nvinfer_config(path)
+        where = f"DeepStream {ds} {prec} {'mask' if mask else 'no-mask'}: {messages}"
+        assert got["parsed"] is True, where
+        assert conformance.unknown_keys(messages) == [], where
+        assert "start" not in got, where  # gst_nvinfer_start's early checks pass
+        # what nvinfer made of it is what fbtool meant
+        assert got["networkType"] == (3 if mask else 0), where
+        assert got["clusterMode"] == (4 if mask else 2), where
+        assert got["output_instance_mask"] == int(mask), where
+        assert got["crop_objects_to_roi_boundary"] == 1, where
+        assert got["numDetectedClasses"] == len(recipe.labels), where
+        assert got["onnxFilePath"] == info["onnx"] and got["modelEngineFilePath"] == info["engine"], where
+        assert got["maxBatchSize"] == info["batch_size"] and got["process_full_frame"] == 1, where
+        assert got["useStronglyTyped"] == int(info["int8"] == "qdq"), where
+        assert bool(got["int8CalibrationFilePath"]) == (info["int8"] == "calib_cache"), where
+        assert got["networkInputFormat"] == 1 and got["offsets"] == [104.0, 117.0, 123.0], where  # BGR
+        assert got["inferInputDims"] == [3, recipe.input.height, recipe.input.width], where
+        assert got["maintain_aspect_ratio"] == 1 and got["transform_filter"] == 1, where
+        func = got["customBBoxInstanceMaskParseFuncName"] if mask else got["customBBoxParseFuncName"]
+        assert func == ("NvDsInferParseFbtoolFaceMask" if mask else "NvDsInferParseFbtoolFace"), where
+        c = got["classes"][0]
+        t = recipe.thresholds
+        assert c["preClusterThreshold"] == pytest.approx(t.score) and c["topK"] == t.top_k, where
+        assert c["nmsIOUThreshold"] == pytest.approx(t.nms_iou), where
+
+
+def test_nvinfer_builds_the_engine_under_the_configured_name(emitted):
+    """Defect 2: the engine nvinfer builds and saves (buildModel's name, after the INT8 -> FP16 fallback)
+    must be model-engine-file, else it is rebuilt at every start."""
+    for ds, prec, mask, path, info in emitted:
+        got, _ = conformance.parse_nvinfer_config(path)
+        assert not info["engine_from_manifest"]
+        assert got["built_engine_path"] == got["modelEngineFilePath"], (ds, prec, mask, got["mode_fallback"])
+        assert got["mode_fallback"] == "", (ds, prec, mask)
+
+
+def _edit(path: Path, tmp_path: Path, old: str, new: str) -> Path:
+    text = path.read_text()
+    assert old in text, old
+    out = tmp_path / "edited.txt"
+    out.write_text(text.replace(old, new))
+    return out
+
+
+def _config(emitted, ds="9.1", prec="fp32", mask=True) -> Path:
+    return next(p for d, pr, m, p, _ in emitted if (d, pr, m) == (ds, prec, mask))
+
+
+def _checker_errors(path: Path, ds="9.1") -> list[str]:
+    from toolchain.deepstream import keys
+    from toolchain.deepstream.keyfile import parse
+
+    return [str(f) for f in keys.check(parse(path.read_text(), str(path)), ds, "nvinfer") if f.level == "error"]
+
+
+@pytest.mark.parametrize("old, new, nvidia_accepts", [
+    ("topk=750", "topk=-1", False),                       # "Invalid topk value -1"
+    ("topk=750", "topk=0", True),
+    ("batch-size=16", "batch-size=16 # sixteen", True),    # GLib's strtol stops at whitespace
+    ("segmentation-threshold=0.5", "segmentation-threshold=0.5 # edge", False),
+    ("pre-cluster-threshold=0.5", "pre-cluster-threshold=-0.5", False),
+])
+def test_checker_agrees_with_nvidias_parser(emitted, tmp_path, old, new, nvidia_accepts):
+    edited = _edit(_config(emitted), tmp_path, old, new)
+    got, messages = conformance.parse_nvinfer_config(edited)
+    assert got["parsed"] is nvidia_accepts, messages
+    assert (_checker_errors(edited) == []) is nvidia_accepts, _checker_errors(edited)
+
+
+def test_unknown_key_is_reported_by_both(emitted, tmp_path):
+    edited = _edit(_config(emitted), tmp_path, "[property]\n", "[property]\nbatch-szie=4\n")
+    got, messages = conformance.parse_nvinfer_config(edited)
+    assert conformance.unknown_keys(messages), messages
+    assert any("batch-szie" in e for e in _checker_errors(edited))
+
+
+def test_glib_reads_values_as_the_checker_does(tmp_path):
+    """keys.convert follows GLib's GKeyFile (the library DeepStream reads configs with)."""
+    from toolchain.deepstream import keys
+
+    cases = {"a": ("4 # four", "int"), "b": (" 4", "int"), "c": ("4x", "int"), "d": ("0.5 # x", "double"),
+             "e": ("true ", "bool"), "f": ("1 # x", "bool"), "g": ("true", "int"), "h": ("+3", "int")}
+    f = tmp_path / "k.txt"
+    f.write_text("[p]\n" + "".join(f"{k}={v}\n" for k, (v, _) in cases.items()))
+    table_type = {"int": "int", "double": "float", "bool": "bool"}
+    for key, (value, kind) in cases.items():
+        glib = conformance.glib_read(f, "p", key, kind)
+        try:
+            ours = keys.convert({"type": table_type[kind]}, value.strip() if kind == "bool" else value)
+        except ValueError:
+            ours = None
+        if "error" in glib:
+            assert ours is None, (key, value, ours)
+        else:
+            assert ours == glib["value"], (key, value, ours, glib)
+
+
+def test_num_detected_classes_default_matches_nvinfer(emitted, tmp_path):
+    """NvDsInferContext_ResetInitParams: numDetectedClasses = 0; the emulation reads the same."""
+    import re
+
+    from toolchain.emulation.config import read_config
+
+    text = re.sub(r"num-detected-classes=\d+\n", "", _config(emitted).read_text())
+    path = tmp_path / "no_classes.txt"
+    path.write_text(text)
+    got, _ = conformance.parse_nvinfer_config(path)
+    assert got["parsed"] and got["numDetectedClasses"] == 0
+    assert read_config(path).num_classes == 0
+
+
+def test_cluster_mode_error_is_nvidias_first_one(emitted, tmp_path):
+    """gst_nvinfer_start refuses an instance-mask config with a cluster mode before nvdsinfer does;
+    the emulation quotes that message."""
+    from toolchain.emulation import NvInferEmulator
+    from toolchain.emulation.config import NvInferConfig, read_config
+    from toolchain.errors import FbtoolError
+
+    edited = _edit(_config(emitted), tmp_path, "cluster-mode=4", "cluster-mode=2")
+    got, _ = conformance.parse_nvinfer_config(edited)
+    assert got["start"] is False
+    assert got["start_error"] == "Instance mask output not supported with cluster mode 2"
+    good = read_config(_config(emitted))  # the checker refuses the edited file; build its typed form
+    bad = NvInferConfig(good.path, {**good.props, "cluster-mode": 2}, good.class_attrs)
+    with pytest.raises(FbtoolError) as exc:
+        NvInferEmulator(bad, parser=None)
+    assert got["start_error"] in str(exc.value)
