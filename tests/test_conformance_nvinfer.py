@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.deepstream import conformance
+from toolchain.nvinfer import conformance
 
 pytestmark = pytest.mark.skipif(conformance.missing_reason() is not None,
                                 reason=f"NVIDIA's DeepStream code cannot be built here: {conformance.missing_reason()}")
@@ -26,7 +26,7 @@ MODEL = "retinaface_mnet025"
 def emitted(exported, recipe, tmp_path_factory):
     """Every config fbtool emits: 4 DeepStream versions x fp32/fp16/int8 x mask/no-mask (24)."""
     from toolchain.deepstream import emit
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     src_run, info = exported
     run = tmp_path_factory.mktemp("confrun")
@@ -100,8 +100,8 @@ def _config(emitted, ds="9.1", prec="fp32", mask=True) -> Path:
 
 
 def _checker_errors(path: Path, ds="9.1") -> list[str]:
-    from toolchain.deepstream import keys
-    from toolchain.deepstream.keyfile import parse
+    from toolchain.nvinfer import keys
+    from toolchain.nvinfer.keyfile import parse
 
     return [str(f) for f in keys.check(parse(path.read_text(), str(path)), ds, "nvinfer") if f.level == "error"]
 
@@ -129,7 +129,7 @@ def test_unknown_key_is_reported_by_both(emitted, tmp_path):
 
 def test_glib_reads_values_as_the_checker_does(tmp_path):
     """keys.convert follows GLib's GKeyFile (the library DeepStream reads configs with)."""
-    from toolchain.deepstream import keys
+    from toolchain.nvinfer import keys
 
     cases = {"a": ("4 # four", "int"), "b": (" 4", "int"), "c": ("4x", "int"), "d": ("0.5 # x", "double"),
              "e": ("true ", "bool"), "f": ("1 # x", "bool"), "g": ("true", "int"), "h": ("+3", "int")}
@@ -152,7 +152,7 @@ def test_num_detected_classes_default_matches_nvinfer(emitted, tmp_path):
     """NvDsInferContext_ResetInitParams: numDetectedClasses = 0; the emulation reads the same."""
     import re
 
-    from toolchain.emulation.config import read_config
+    from toolchain.nvinfer.emulation.config import read_config
 
     text = re.sub(r"num-detected-classes=\d+\n", "", _config(emitted).read_text())
     path = tmp_path / "no_classes.txt"
@@ -165,8 +165,8 @@ def test_num_detected_classes_default_matches_nvinfer(emitted, tmp_path):
 def test_cluster_mode_error_is_nvidias_first_one(emitted, tmp_path):
     """gst_nvinfer_start refuses an instance-mask config with a cluster mode before nvdsinfer does;
     the emulation quotes that message."""
-    from toolchain.emulation import NvInferEmulator
-    from toolchain.emulation.config import NvInferConfig, read_config
+    from toolchain.nvinfer.emulation import NvInferEmulator
+    from toolchain.nvinfer.emulation.config import NvInferConfig, read_config
     from toolchain.errors import FbtoolError
 
     edited = _edit(_config(emitted), tmp_path, "cluster-mode=4", "cluster-mode=2")

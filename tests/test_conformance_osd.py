@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from toolchain.deepstream import conformance
+from toolchain.nvinfer import conformance
 
 pytestmark = pytest.mark.skipif(conformance.missing_reason() is not None,
                                 reason=f"NVIDIA's DeepStream code cannot be built here: {conformance.missing_reason()}")
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(conformance.missing_reason() is not None,
 
 def test_nvdsosd_reads_the_emitted_blur_ids_as_gie_class_pairs(exported, recipe, tmp_path):
     from toolchain.deepstream import emit
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     src_run, info = exported
     run = tmp_path / "run"

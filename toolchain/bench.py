@@ -128,10 +128,10 @@ def naive_loop(recipe, frames: np.ndarray, device: str, writer=None) -> dict:
     """(A): everything sequential, one frame at a time, fp32, host-side pre/post-processing."""
     import torch
 
-    from .blur.ops_cpu import naive_blur
+    from .blur.ops.cpu import naive_blur
     from .models import build_model
-    from .preprocess import preprocess, to_frame
     from .reference.detections import postprocess
+    from .reference.preprocess import preprocess, to_frame
 
     model = build_model(recipe).to(device).eval()
     o = recipe.outputs
@@ -169,8 +169,8 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
           precision: str = "fp32", clips=DEFAULT_CLIPS, frames_npy: str | None = None, warmup: int = 2,
           threads: int | None = None, fuse_gpu: bool = True, log=print) -> dict:
     """Run (A) and (B) per backend on the same frames; returns the result dict (see write_report)."""
+    from .blur.app import run_frames
     from .blur.engines import make_engine
-    from .blur.job import run_frames
 
     cuda = device == "cuda"
     src = load_source_frames(clips, npy=frames_npy)

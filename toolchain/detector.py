@@ -10,9 +10,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .preprocess import preprocess_batch, to_frame
 from .recipe import Recipe
 from .reference.detections import Detections, postprocess, split_batch
+from .reference.preprocess import preprocess_batch, to_frame
 
 
 def detect_batch(frames: list[np.ndarray], recipe: Recipe, runner, score_threshold: float | None = None

@@ -109,7 +109,7 @@ def check_tensorrt() -> list[Check]:
 
 
 def check_gpu() -> Check:
-    from .engine.adapter import gpu_info
+    from .trt.adapter import gpu_info
 
     g = gpu_info(0)
     if g is None:

@@ -20,9 +20,9 @@ import numpy as np
 
 from .errors import FbtoolError
 from .fsutil import atomic_path, sha256_file
-from .manifest import RunFolder, fingerprint
 from .onnx_meta import recipe_metadata, set_metadata
 from .recipe import Recipe
+from .runfolder import RunFolder, fingerprint
 
 EXPORTERS = ("dynamo", "torchscript")
 
@@ -63,7 +63,7 @@ def compare_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], bat
 
 def check_parity(onnx_path: Path, recipe: Recipe, torch_runner, batches=(1, 4)) -> ParityReport:
     from .frames import parity_frames
-    from .preprocess import preprocess_batch
+    from .reference.preprocess import preprocess_batch
     from .runners import OrtRunner
 
     ort_runner = OrtRunner(onnx_path)

@@ -3,7 +3,7 @@
 Used by `fbtool calibrate` (INT8 Q/DQ, FP16) and reusable by `fbtool validate`. The candidate runs in
 onnxruntime (onnx's reference evaluator where onnxruntime has no kernel, e.g. some fp16 ops); both
 sides go through the one reference post-processing (toolchain.detector) and are compared with
-toolchain.metrics: detection F1 at IoU 0.5, mean matched IoU, landmark error (px), score deltas,
+toolchain.compare.metrics: detection F1 at IoU 0.5, mean matched IoU, landmark error (px), score deltas,
 and per-output tensor error. Tolerances come from the recipe (int8_f1, int8_mean_iou, fp16_f1).
 """
 
@@ -119,8 +119,8 @@ def accuracy_gate(recipe, candidate_onnx, frames: Sequence, precision: str = "in
     outputs where the names match (raw layout), else against `baseline_onnx` (the fp32 model the
     candidate was made from, e.g. a graph with in-graph decode).
     """
+    from ..compare.metrics import compare_detections, tensor_stats
     from ..detector import detect_frames
-    from ..metrics import compare_detections, tensor_stats
 
     if not frames:
         raise FbtoolError("the accuracy gate got no frame", "give validation media with readable frames")

@@ -24,9 +24,9 @@ ONNX_ARTIFACTS = (("surgery", "onnx"), ("export", "onnx"))
 @click.option("--force", is_flag=True, help="Rebuild even when the sources and parameters did not change.")
 def command(recipe, out, deepstream_root, ds_major, force):
     """Build the nvinfer custom parser (bbox + face-contour instance mask) with g++."""
-    from ..manifest import RunFolder, fingerprint
     from ..onnx_meta import get_metadata
     from ..parser.build import BBOX_FUNC, MASK_FUNC, build_parser
+    from ..runfolder import RunFolder, fingerprint
 
     t0 = time.perf_counter()
     r = load(recipe)

@@ -1,4 +1,4 @@
-"""DeepStream deployment files: nvinfer config, labels, deepstream-app config, blur app, and the checker."""
+"""DeepStream deployment files: nvinfer config, labels, deepstream-app config, blur app (the key checker is toolchain.nvinfer.keys)."""
 
 from .config import (
     PARSE_BBOX_FUNC,
@@ -10,16 +10,12 @@ from .config import (
     engine_file_name,
     infer_config_name,
 )
-from .keys import Finding, check, check_file
 
 __all__ = [
     "PARSER_LIB",
     "PARSE_BBOX_FUNC",
     "PARSE_MASK_FUNC",
     "PRECISIONS",
-    "Finding",
-    "check",
-    "check_file",
     "deployed_onnx",
     "emit",
     "engine_file_name",

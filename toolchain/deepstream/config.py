@@ -27,10 +27,10 @@ from pathlib import Path
 
 from ..errors import FbtoolError
 from ..fsutil import write_text
-from ..manifest import RunFolder, fingerprint
+from ..nvinfer import keys
+from ..nvinfer.keyfile import render
 from ..recipe import Recipe
-from . import keys
-from .keyfile import render
+from ..runfolder import RunFolder, fingerprint
 
 PRECISIONS = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer network-mode
 PARSE_BBOX_FUNC = "NvDsInferParseFbtoolFace"
@@ -58,8 +58,8 @@ def nvinfer_mode(precision: str, strongly_typed: bool) -> str:
 
 def engine_file_name(model_file: str | Path, batch: int, gpu_id: int, precision: str) -> str:
     """nvinfer's own name for the engine it builds from `model_file` (REFERENCE.md 4); the one
-    naming rule lives in toolchain.engine.naming, shared with `fbtool build-engine`."""
-    from ..engine.naming import engine_file_name as nvinfer_name
+    naming rule lives in toolchain.trt.naming, shared with `fbtool build-engine`."""
+    from ..trt.naming import engine_file_name as nvinfer_name
 
     return nvinfer_name(Path(model_file).name, batch, precision, gpu_id)
 
@@ -257,7 +257,7 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
                         header(recipe, ds_version, precision, "Gst-nvinfer config"))
     app_text = render(app_groups(recipe, infer_path.name, src.batch, gpu_id, input_uri),
                       header(recipe, ds_version, precision, "deepstream-app config"))
-    from .keyfile import parse
+    from ..nvinfer.keyfile import parse
 
     findings = {}
     for path, text, kind in ((infer_path, infer_text, "nvinfer"), (app_path, app_text, "deepstream_app")):

@@ -10,10 +10,10 @@ TensorRT cannot honour is refused here with a hint, never quietly changed.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from ..errors import FbtoolError
+from ..trt.versions import hardware_compat_name, parse_version
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 RUNTIMES = ("tensorrt", "tensorrt-rtx")
@@ -55,13 +55,6 @@ class Target:
         name = "TensorRT-RTX" if self.runtime == "tensorrt-rtx" else f"TensorRT {self.major}"
         return f"{name} {self.version}" if self.version and self.runtime == "tensorrt-rtx" else (
             f"TensorRT {self.version}" if self.version else name)
-
-
-def parse_version(version: str) -> tuple[int, ...]:
-    nums = re.findall(r"\d+", version or "")
-    if not nums:
-        raise FbtoolError(f"cannot read a version number from {version!r}")
-    return tuple(int(n) for n in nums[:4])
 
 
 def make_target(runtime: str, installed_version: str | None, trt_major: int | None = None) -> Target:
@@ -234,14 +227,6 @@ def profile_for(recipe, onnx_dims: list[int | str] | None = None) -> Profile:
                                       "the ONNX was made from another recipe: export it again")
                 lo[i] = mid[i] = hi[i] = d
     return Profile(inp.name, tuple(lo), tuple(mid), tuple(hi))
-
-
-def hardware_compat_name(level: str) -> str:
-    """CLI value -> trt.HardwareCompatibilityLevel member name."""
-    names = {"none": "NONE", "ampere-plus": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
-    if level not in names:
-        raise FbtoolError(f"unknown hardware compatibility {level!r}", f"choose one of {', '.join(names)}")
-    return names[level]
 
 
 def check_portability(target: Target, plan: BuildPlan, version_compatible: bool, hardware_compat: str) -> None:

@@ -36,7 +36,7 @@ SOURCES = ("Makefile", "src/nvdsparse_fbtool.cpp", "src/exports.map", "include/f
 @dataclass
 class ParserBuild:
     lib: Path  # libnvdsinfer_fbtool.so: custom-lib-path for nvinfer
-    harness: Path  # libfbtool_harness.so: drives `lib` from Python (toolchain.parser.harness)
+    harness: Path  # libfbtool_harness.so: drives `lib` from Python (toolchain.nvinfer.harness)
     header: str  # "deepstream" (real headers) | "fbtool" (own ABI header)
     symbols: list[str] = field(default_factory=list)
     ds_major: int = 9
@@ -182,7 +182,7 @@ OBJECT_SIZE_TO_MAJOR = {24: 8, 28: 9}
 def compiled_layout(lib: Path, harness: Path) -> dict:
     """The object layout the library was compiled with, measured by the harness (same headers and
     flags): {"object_size", "ds_major"}."""
-    from .harness import ParserHarness
+    from ..nvinfer.harness import ParserHarness
 
     size = int(ParserHarness((lib, harness)).abi()["object_size"])
     if size not in OBJECT_SIZE_TO_MAJOR:

@@ -66,7 +66,7 @@ def _faces_match(a: Detections, b: Detections) -> tuple[bool, float]:
 def check_parity(source, surgered, recipe, settings, layout: str, batches=(1, 4)) -> dict:
     """Run both graphs with onnxruntime on the recipe's validation frames; returns the figures."""
     from ..frames import parity_frames
-    from ..preprocess import preprocess_batch
+    from ..reference.preprocess import preprocess_batch
     from ..runners import OrtRunner
 
     src, new = OrtRunner(source), OrtRunner(surgered)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..manifest import RunFolder
+from ..runfolder import RunFolder
 
 # Which tolerances apply to which precision (fields of recipe.tolerances).
 PRECISION_TOLERANCES = {
@@ -82,8 +82,8 @@ def _runner_candidate(runner_factory, recipe):
         runner = runner_factory()
 
         def run(frames, batch):
-            from ..preprocess import preprocess_batch, to_frame
             from ..reference.detections import postprocess, split_batch
+            from ..reference.preprocess import preprocess_batch, to_frame
 
             dets, raw = [], []
             for i in range(0, len(frames), batch):
@@ -144,12 +144,12 @@ def _nvinfer(run: RunFolder, recipe) -> Candidate:
     if lib is None:
         return Candidate("nvinfer", "fp32", desc, None, "no compiled parser in the run folder (run `fbtool build-parser`)")
     try:
-        from ..emulation import NvInferEmulator
+        from ..nvinfer.emulation import NvInferEmulator
     except ImportError as exc:
         return Candidate("nvinfer", "fp32", desc, None, f"nvinfer emulation unavailable: {exc}")
 
     def make():
-        from ..emulation import to_detections
+        from ..nvinfer.emulation import to_detections
 
         emu = NvInferEmulator(config, parser="compiled")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..compare.metrics import FrameMatch, compare_detections, summarize, tensor_stats
 from ..errors import FbtoolError
-from ..metrics import FrameMatch, compare_detections, summarize, tensor_stats
 from .candidates import Candidate, discover, stack_raw, tolerance
 
 
@@ -60,7 +60,7 @@ def _worst_frames(matches: list[FrameMatch], k: int = 4) -> list[int]:
 
 def _deployed_mask_ious(matches: list[FrameMatch], ref_dets, objects, recipe) -> None:
     """Replace the recomputed ellipse IoUs by those of the masks the compiled parser really emitted."""
-    from ..emulation import pair_mask_iou
+    from ..nvinfer.emulation import pair_mask_iou
 
     for m, ref, objs in zip(matches, ref_dets, objects):
         m.mask_ious = [pair_mask_iou(objs[ci], ref, ri, recipe.mask.feather, recipe.mask.max_tilt_deg)
@@ -103,7 +103,7 @@ def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step:
              media: list[str] | None = None, progress=None) -> dict:
     """Run the reference and every available candidate; returns the report dict (also written to disk)."""
     from ..frames import sample_frames
-    from ..manifest import RunFolder
+    from ..runfolder import RunFolder
     from ..runners import TorchRunner
     from .candidates import _runner_candidate
 

@@ -86,8 +86,8 @@ def to_frame(dets, lb: Letterbox):
     own convention. nvinfer differs (gstnvinfer_meta_utils.cpp, attach_metadata_detector): it clamps a
     negative left/top to 0 without shrinking the box, and DROPS a box that passes the bottom edge
     unless crop-objects-to-roi-boundary=1 (which fbtool's config sets: then it crops at the right and
-    bottom edges like this clip). toolchain.emulation follows nvinfer."""
-    from .reference.detections import Detections
+    bottom edges like this clip). toolchain.nvinfer.emulation follows nvinfer."""
+    from .detections import Detections
 
     b = dets.boxes.astype(np.float64).copy()
     b[:, [0, 2]] = (b[:, [0, 2]] - lb.pad_x) / lb.sx

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .reference.masks import ellipse_params, mask_iou, rasterize_mask
-from .reference.nms import iou_matrix
+from ..reference.masks import ellipse_params, mask_iou, rasterize_mask
+from ..reference.nms import iou_matrix
 
 
 @dataclass
