@@ -175,3 +175,30 @@ def glib_read(path: str | Path, group: str, key: str, kind: str) -> dict:
 def unknown_keys(messages: str) -> list[str]:
     """The lines where NVIDIA's parsers reported an unknown key or group."""
     return [ln for ln in messages.splitlines() if "Unknown" in ln or "unknown" in ln]
+
+
+def postprocess(config: str | Path, layers: dict, net: tuple[int, int, int], frame: tuple[int, int],
+                scale: tuple[float, float], offset: tuple[int, int]) -> dict:
+    """NVIDIA's post-processing of one frame's output layers (dict in engine output order, batch axis
+    removed): nvdsinfer's InstanceSegmentPostprocessor/DetectPostprocessor with the config's parser,
+    then attach_metadata_detector onto a `frame` (w, h) surface. `scale`/`offset` place the frame in
+    the network input (nvinfer's get_converted_buffer, which runs the closed GPU scaler).
+    Returns {"post": [[class, conf, l, t, w, h], ...], "objects": [NvDsObjectMeta fields]}."""
+    import tempfile
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="fbtool-conf-") as tmp:
+        lines = [f"net {net[0]} {net[1]} {net[2]}", f"frame {frame[0]} {frame[1]}",
+                 f"scale {scale[0]!r} {scale[1]!r}", f"offset {offset[0]} {offset[1]}"]
+        for i, (name, arr) in enumerate(layers.items()):
+            a = np.ascontiguousarray(arr, dtype=np.float32)
+            f = Path(tmp) / f"layer{i}.bin"
+            a.tofile(f)
+            lines.append(f"layer {name} {a.ndim} {' '.join(map(str, a.shape))} {f}")
+        spec = Path(tmp) / "spec.txt"
+        spec.write_text("\n".join(lines) + "\n")
+        out, messages = _run("postproc", str(Path(config).resolve()), str(spec))
+    if "error" in out:
+        raise FbtoolError(f"NVIDIA's post-processing failed: {out['error']}: {messages[-2000:]}")
+    return out
