@@ -149,9 +149,13 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
         write_text(tmp / HEADER_NAME, header_text)
         cmd = [make, "-C", str(PLUGINS), "--no-print-directory", f"BUILD_DIR={tmp}", f"PARAMS_DIR={tmp}",
                f"DS_MAJOR={ds_major}", f"CXX={cxx}", f"DS_INCLUDE={ds_inc or ''}"]
-        cuda_inc = Path("/usr/local/cuda/include")
-        if ds_inc is not None and cuda_inc.is_dir():
-            cmd.append(f"EXTRA_INCLUDES={cuda_inc}")  # nvdsinfer headers may pull in CUDA types
+        if ds_inc is not None:
+            # nvdsinfer_custom_impl.h includes NvInfer.h / NvOnnxParser.h, which may pull in CUDA types
+            from ..nvinfer.conformance import _cuda_includes, _tensorrt_include
+
+            extra = [p for p in [_tensorrt_include(), *(_cuda_includes() or [])] if p is not None]
+            if extra:
+                cmd.append("EXTRA_INCLUDES=" + " ".join(str(p) for p in extra))
         proc = subprocess.run(cmd + ["all"], capture_output=True, text=True, timeout=600)
         log = " ".join(cmd) + "\n" + proc.stdout + proc.stderr
         if proc.returncode != 0:
