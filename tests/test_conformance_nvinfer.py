@@ -178,3 +178,55 @@ def test_cluster_mode_error_is_nvidias_first_one(emitted, tmp_path):
     with pytest.raises(FbtoolError) as exc:
         NvInferEmulator(bad, parser=None)
     assert got["start_error"] in str(exc.value)
+
+
+# --- deepstream-app's own parser (deepstream_app_config_parser.c + deepstream_config_file_parser.c) ---
+def _app_groups(path: Path) -> dict:
+    from toolchain.nvinfer.keyfile import parse
+
+    return {g: {k: e.value for k, e in entries.items()} for g, entries in parse(path.read_text(), str(path)).groups.items()}
+
+
+def test_every_app_config_parses_and_enabled_groups_come_out_enabled(emitted):
+    for ds, prec, mask, _, info in emitted:
+        app = Path(info["files"]["app_config"])
+        got, messages = conformance.parse_app_config(app)
+        where = f"DeepStream {ds} {prec} {'mask' if mask else 'no-mask'}: {messages}"
+        assert got["parsed"] is True, where
+        ours = _app_groups(app)
+        assert got["primary_gie"]["enable"] == int(ours["primary-gie"]["enable"]) == 1, where
+        assert got["primary_gie"]["unique_id"] == 1 and got["primary_gie"]["batch_size"] == info["batch_size"], where
+        assert Path(got["primary_gie"]["config_file_path"]) == Path(info["files"]["infer_config"]), where
+        assert got["osd"]["enable"] == int(ours["osd"]["enable"]) == 1, where
+        sources = [g for g in ours if g.startswith("source")]
+        sinks = [g for g in ours if g.startswith("sink")]
+        assert len(got["sources"]) == len(sources) and len(got["sinks"]) == len(sinks), where
+        for s, g in zip(got["sources"], sources):
+            # a multi-URI source (3) comes out as num-sources URI sources (2)
+            assert s["enable"] == int(ours[g]["enable"]) == 1 and s["type"] == {3: 2}.get(int(ours[g]["type"]),
+                                                                                     int(ours[g]["type"])), where
+        for s, g in zip(got["sinks"], sinks):
+            assert s["enable"] == int(ours[g]["enable"]) == 1 and s["type"] == int(ours[g]["type"]), where
+        assert got["streammux"]["width"] == int(ours["streammux"]["width"]), where
+
+
+@pytest.mark.parametrize("group", ["source0", "primary-gie", "sink0"])
+def test_app_booleans_are_integers_for_deepstream_and_the_checker(emitted, tmp_path, group):
+    """deepstream-app reads `enable` with g_key_file_get_integer: `enable=true` does not enable the
+    group (the parse fails); the checker refuses it."""
+    from toolchain.nvinfer import keys
+    from toolchain.nvinfer.keyfile import parse
+
+    app = Path(emitted[-1][4]["files"]["app_config"])
+    text = app.read_text()
+    start = text.index(f"[{group}]")
+    i = text.index("enable=1", start)
+    edited = tmp_path / "app.txt"
+    edited.write_text(text[:i] + "enable=true" + text[i + len("enable=1"):])
+    got, _ = conformance.parse_app_config(edited)
+    enabled = {"source0": lambda g: g["sources"] and g["sources"][0]["enable"],
+               "primary-gie": lambda g: g["primary_gie"]["enable"],
+               "sink0": lambda g: g["sinks"] and g["sinks"][0]["enable"]}[group](got)
+    assert not (got["parsed"] and enabled), got
+    errors = [f for f in keys.check(parse(edited.read_text(), str(edited)), "9.1", "deepstream_app") if f.level == "error"]
+    assert any(f.key == "enable" and f.group == group for f in errors), [str(f) for f in errors]

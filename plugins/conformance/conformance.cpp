@@ -7,6 +7,7 @@
 //   conformance osd VALUE          nvdsosd element, blur-on-gie-class-ids=VALUE
 //                                  (gst_nvds_osd_set_property): the (gie, class) lists it keeps
 //   conformance keyfile FILE GROUP KEY int|bool|double|string   GLib's own reading of one key
+//   conformance app CONFIG         deepstream-app's parse_config_file (app.c)
 //   conformance postproc CONFIG SPEC  nvdsinfer post-processing + attach_metadata_detector (postproc.cpp)
 //
 // NVIDIA's messages (g_printerr, the logger stub) go to stderr; the JSON goes to stdout.
@@ -23,6 +24,7 @@
 #include "gstnvdsosd.h"
 
 int cmd_postproc(const char* config, const char* spec_path);  // postproc.cpp
+extern "C" int cmd_app(const char* path);                     // app.c
 
 namespace {
 
@@ -200,8 +202,10 @@ int main(int argc, char** argv)
     gst_init(nullptr, nullptr);
     if (argc == 3 && !strcmp(argv[1], "nvinfer")) return cmd_nvinfer(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "osd")) return cmd_osd(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "app")) return cmd_app(argv[2]);
     if (argc == 4 && !strcmp(argv[1], "postproc")) return cmd_postproc(argv[2], argv[3]);
     if (argc == 6 && !strcmp(argv[1], "keyfile")) return cmd_keyfile(argv[2], argv[3], argv[4], argv[5]);
-    fprintf(stderr, "usage: conformance nvinfer CONFIG | osd VALUE | keyfile FILE GROUP KEY TYPE\n");
+    fprintf(stderr, "usage: conformance nvinfer CONFIG | osd VALUE | app CONFIG | postproc CONFIG SPEC | "
+                    "keyfile FILE GROUP KEY TYPE\n");
     return 2;
 }

@@ -38,11 +38,13 @@ class Sources:
     nvinfer: Path
     nvdsinfer: Path
     nvdsosd: Path
-    app_common: Path | None
-    app: Path | None
+    app_common: Path
+    app: Path
 
     def files(self) -> list[Path]:
         return [self.nvinfer / "gstnvinfer_property_parser.cpp", self.nvinfer / "gstnvinfer.cpp",
+                self.app_common / "src" / "deepstream_config_file_parser.c",
+                self.app / "deepstream_app_config_parser.c",
                 self.nvinfer / "gstnvinfer_meta_utils.cpp", self.nvdsinfer / "nvdsinfer_context_impl.cpp",
                 self.nvdsinfer / "nvdsinfer_model_builder.cpp", self.nvdsosd / "gstnvdsosd.c"]
 
@@ -135,7 +137,8 @@ def build() -> Path:
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     args = ["make", "-s", f"-j{min(4, os.cpu_count() or 1)}", "-C", str(PLUGIN_DIR), f"BUILD_DIR={tmp}",
             f"DS_INCLUDE={src.include}", f"NVINFER_DIR={src.nvinfer}", f"NVDSINFER_DIR={src.nvdsinfer}",
-            f"NVDSOSD_DIR={src.nvdsosd}", f"NVLL_OSD_DIR={src.include}",
+            f"NVDSOSD_DIR={src.nvdsosd}", f"NVLL_OSD_DIR={src.include}", f"APP_COMMON_DIR={src.app_common}",
+            f"APP_DIR={src.app}",
             "CUDA_INCLUDE=" + " ".join(map(str, cuda or [])), f"TRT_INCLUDE={trt}"]
     r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:
@@ -165,6 +168,11 @@ def parse_nvinfer_config(path: str | Path) -> tuple[dict, str]:
 def parse_blur_ids(value: str) -> list[list[int]]:
     """nvdsosd's own reading of blur-on-gie-class-ids: one integer list per `;` entry."""
     return _run("osd", value)[0]["entries"]
+
+
+def parse_app_config(path: str | Path) -> tuple[dict, str]:
+    """deepstream-app's own reading of an app config (parse_config_file): the groups as it sees them."""
+    return _run("app", str(Path(path).resolve()))
 
 
 def glib_read(path: str | Path, group: str, key: str, kind: str) -> dict:
