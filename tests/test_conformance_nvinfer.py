@@ -230,3 +230,29 @@ def test_app_booleans_are_integers_for_deepstream_and_the_checker(emitted, tmp_p
     assert not (got["parsed"] and enabled), got
     errors = [f for f in keys.check(parse(edited.read_text(), str(edited)), "9.1", "deepstream_app") if f.level == "error"]
     assert any(f.key == "enable" and f.group == group for f in errors), [str(f) for f in errors]
+
+
+def test_source_and_sink_types_are_nvidias_enums():
+    """The key table's [source] and [sink] `type` values are NvDsSourceType / NvDsSinkType of the
+    sources (deepstream_sources.h, deepstream_sinks.h; x86 branch)."""
+    import re
+
+    from toolchain.nvinfer import keys
+
+    inc = conformance.find_sources().app_common / "includes"
+    table = keys.load_table()["deepstream_app"]["groups"]
+
+    def enum_values(header: str, prefix: str) -> list[int]:
+        text = (inc / header).read_text()
+        body = text[text.index(f"{prefix}") - 200:]
+        body = body[body.index("{") + 1: body.index("}")]
+        body = re.sub(r"#ifndef IS_TEGRA\n(.*?)#else\n.*?#endif", r"\1", body, flags=re.S)  # x86
+        names = re.findall(rf"({prefix}\w+)(?:\s*=\s*(\d+))?", body)
+        out, v = [], 0
+        for _, explicit in names:
+            v = int(explicit) if explicit else v + 1
+            out.append(v)
+        return out
+
+    assert table["source"]["type"]["enum"] == enum_values("deepstream_sources.h", "NV_DS_SOURCE_")
+    assert table["sink"]["type"]["enum"] == enum_values("deepstream_sinks.h", "NV_DS_SINK_")
