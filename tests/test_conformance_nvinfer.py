@@ -256,3 +256,26 @@ def test_source_and_sink_types_are_nvidias_enums():
 
     assert table["source"]["type"]["enum"] == enum_values("deepstream_sources.h", "NV_DS_SOURCE_")
     assert table["sink"]["type"]["enum"] == enum_values("deepstream_sinks.h", "NV_DS_SINK_")
+
+
+def test_cli_check_uses_nvidias_parser_and_says_so(emitted, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from toolchain.cli import cli
+
+    good = _config(emitted, "9.1", "fp32", True)
+    r = CliRunner().invoke(cli, ["deepstream", "--check", str(good)])
+    assert r.exit_code == 0, r.output
+    assert "gst_nvinfer_parse_config_file" in r.output and "key table" in r.output
+    app = Path(next(i for d, p, m, _, i in emitted if (d, p, m) == ("9.1", "fp32", True))["files"]["app_config"])
+    r = CliRunner().invoke(cli, ["deepstream", "--check", str(app)])
+    assert r.exit_code == 0 and "deepstream-app's parse_config_file" in r.output, r.output
+    # what only NVIDIA's code sees: an int8-calib-file that is not there makes nvinfer build FP16
+    int8 = _config(emitted, "8.0", "int8", True)
+    moved = tmp_path / "int8.txt"
+    moved.write_text(int8.read_text().replace("int8_calib_entropy.cache", "missing.cache"))
+    r = CliRunner().invoke(cli, ["deepstream", "--check", str(moved), "--deepstream", "8.0"])
+    assert r.exit_code == 2 and "Trying FP16 mode" in r.output, r.output
+    monkeypatch.setattr(conformance, "missing_reason", lambda: "no DeepStream sources (test)")
+    r = CliRunner().invoke(cli, ["deepstream", "--check", str(good)])
+    assert r.exit_code == 0 and "not checked with NVIDIA's parser: no DeepStream sources" in r.output, r.output

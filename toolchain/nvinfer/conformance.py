@@ -210,3 +210,27 @@ def postprocess(config: str | Path, layers: dict, net: tuple[int, int, int], fra
     if "error" in out:
         raise FbtoolError(f"NVIDIA's post-processing failed: {out['error']}: {messages[-2000:]}")
     return out
+
+
+def check_with_nvidia(path: str | Path) -> tuple[str, list[str]]:
+    """Read a config with NVIDIA's own parser: Gst-nvinfer's for a `[property]` file, deepstream-app's
+    otherwise. Returns (what was used, errors); raises FbtoolError when the sources are not here."""
+    p = Path(path)
+    src = find_sources()
+    text = p.read_text(errors="replace")
+    if "[property]" in text:
+        got, messages = parse_nvinfer_config(p)
+        used = f"Gst-nvinfer's gst_nvinfer_parse_config_file from {src.label if src else '?'}"
+        errs = [ln for ln in messages.splitlines() if ln.strip() and ("rror" in ln or "Unknown" in ln or "failed" in ln)]
+        if not got["parsed"] and not errs:
+            errs = ["gst_nvinfer_parse_config_file returned FALSE"]
+        if got.get("start") is False:
+            errs.append(f"gst_nvinfer_start: {got.get('start_error')}")
+        if got.get("mode_fallback"):
+            errs.append(f"nvdsinfer: {got['mode_fallback']} (the engine would be saved as "
+                        f"{got['built_engine_path']}, model-engine-file is {got['modelEngineFilePath']})")
+    else:
+        got, messages = parse_app_config(p)
+        used = f"deepstream-app's parse_config_file from {src.label if src else '?'}"
+        errs = [] if got["parsed"] else [ln for ln in messages.splitlines() if ln.strip()] or ["parse_config_file returned FALSE"]
+    return used, errs
