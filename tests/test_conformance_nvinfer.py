@@ -165,9 +165,9 @@ def test_num_detected_classes_default_matches_nvinfer(emitted, tmp_path):
 def test_cluster_mode_error_is_nvidias_first_one(emitted, tmp_path):
     """gst_nvinfer_start refuses an instance-mask config with a cluster mode before nvdsinfer does;
     the emulation quotes that message."""
+    from toolchain.errors import FbtoolError
     from toolchain.nvinfer.emulation import NvInferEmulator
     from toolchain.nvinfer.emulation.config import NvInferConfig, read_config
-    from toolchain.errors import FbtoolError
 
     edited = _edit(_config(emitted), tmp_path, "cluster-mode=4", "cluster-mode=2")
     got, _ = conformance.parse_nvinfer_config(edited)

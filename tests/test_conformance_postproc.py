@@ -149,7 +149,6 @@ def test_faces_cut_by_each_edge_are_kept(recipe, compiled_run, tmp_path, frames,
     frame edge, inside the frame; the reference finds the same faces on the crop."""
     from toolchain.detector import detect_frames
     from toolchain.nvinfer.emulation import NvInferEmulator
-    from toolchain.runners import TorchRunner  # noqa: F401  (the session's torch_runner is used below)
 
     cfg = _config(recipe, compiled_run, tmp_path / "ds", True)
     emu = NvInferEmulator(cfg, parser="compiled")
@@ -179,8 +178,8 @@ def test_faces_cut_by_each_edge_are_kept(recipe, compiled_run, tmp_path, frames,
 
 
 def _iou(b, box):
-    l, t, w, h = box
-    x1, y1, x2, y2 = max(b[0], l), max(b[1], t), min(b[2], l + w), min(b[3], t + h)
+    left, top, w, h = box
+    x1, y1, x2, y2 = max(b[0], left), max(b[1], top), min(b[2], left + w), min(b[3], top + h)
     inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
     return inter / ((b[2] - b[0]) * (b[3] - b[1]) + w * h - inter)
 
@@ -207,17 +206,16 @@ def test_deepstream_blurs_the_area_validate_judges(recipe, compiled_run, tmp_pat
     cells, and every object nvinfer attaches for the blur has a mask (an empty one makes
     nvll_osd_blur_rectangles_gpu read a stray value)."""
     from toolchain.nvinfer.emulation import NvInferEmulator
-    from toolchain.nvinfer.emulation.objects import blur_box, sample_mask
+    from toolchain.nvinfer.emulation.objects import sample_mask
 
     cfg = _config(recipe, compiled_run, tmp_path / "ds", True)
     emu = NvInferEmulator(cfg, parser="compiled")
     n, ious = 0, []
-    for f, objs in zip(frames, emu.infer(frames)):
+    for objs in emu.infer(frames):
         for o in objs:
             assert o.mask is not None and o.mask.size > 0, "a blurred object without a mask"
             assert np.array_equal(o.mask != 0, o.mask >= o.mask_threshold), "DeepStream blurs cells validate does not judge"
             assert (o.mask != 0).any(), "a face whose mask blurs nothing"
-            x1, y1, x2, y2 = blur_box(o)
             x0, y0 = int(np.floor(o.left)), int(np.floor(o.top))
             w, h = int(np.ceil(o.left + o.width)) - x0 + 1, int(np.ceil(o.top + o.height)) - y0 + 1
             blurred = sample_mask(o, x0, y0, w, h, mode="blur") > 0
