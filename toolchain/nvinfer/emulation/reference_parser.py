@@ -12,6 +12,8 @@ mask_width, mask_height]) in network-input pixels.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...reference.detections import candidates, select
 
 
