@@ -267,6 +267,10 @@ def _check(r: Recipe) -> None:
         bad("thresholds.score", "must be in (0, 1)")
     if not 0 < r.thresholds.nms_iou <= 1:
         bad("thresholds.nms_iou", "must be in (0, 1]")
+    if r.thresholds.top_k < 1 or r.thresholds.pre_nms_top_k < 1:
+        # it is nvinfer's topk too: there 0 keeps NO object, while the parser and the reference would
+        # read 0 as "no limit" (gst_nvinfer_parse_class_attrs refuses < 0)
+        bad("thresholds.top_k", "top_k and pre_nms_top_k must be >= 1")
     if r.mask.resolution < 4 or r.mask.resolution > 512:
         bad("mask.resolution", "must be in [4, 512]")
     if not r.labels:
