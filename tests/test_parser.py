@@ -461,3 +461,17 @@ def test_build_parser_accepts_a_relative_run_folder(tmp_path, monkeypatch, recip
     b = build_parser(recipe, "rel/run")
     assert b.lib.is_file() and b.lib.is_absolute()
     assert (tmp_path / "rel" / "run" / "parser" / b.lib.name).is_file()
+
+
+def test_harness_opens_parsers_lazily_like_nvinfer(harness, tmp_path):
+    """nvinfer dlopens custom-lib-path with RTLD_LAZY (nvdsinfer_context_impl.cpp, DlLibHandle): a
+    library with an unresolved function it never calls loads. The harness must load the same set."""
+    import ctypes
+
+    src = tmp_path / "lazy.c"
+    src.write_text("void not_defined_anywhere(void);\nvoid never_called(void) { not_defined_anywhere(); }\n")
+    lib = tmp_path / "liblazy.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    err = ctypes.create_string_buffer(512)
+    handle = harness._h.fbt_open(str(lib).encode(), err, len(err))
+    assert handle, err.value.decode()
