@@ -296,6 +296,8 @@ def _check(r: Recipe) -> None:
         bad("thresholds.score", "must be in (0, 1)")
     if not 0 < r.thresholds.nms_iou <= 1:
         bad("thresholds.nms_iou", "must be in (0, 1]")
+    # top_k is nvinfer's topk too: there 0 keeps NO object, while the parser and the reference would
+    # read 0 as "no limit" (gst_nvinfer_parse_class_attrs refuses < 0)
     if r.thresholds.pre_nms_top_k < 1:
         bad("thresholds.pre_nms_top_k", "must be >= 1")
     if r.thresholds.top_k < 1:

@@ -187,9 +187,13 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
         write_text(tmp / HEADER_NAME, header_text)
         cmd = [make, "-C", str(PLUGINS), "--no-print-directory", f"BUILD_DIR={tmp}", f"PARAMS_DIR={tmp}",
                f"DS_MAJOR={ds_major}", f"CXX={cxx}", f"DS_INCLUDE={ds_inc or ''}"]
-        cuda_inc = Path("/usr/local/cuda/include")
-        if ds_inc is not None and cuda_inc.is_dir():
-            cmd.append(f"EXTRA_INCLUDES={cuda_inc}")  # nvdsinfer headers may pull in CUDA types
+        if ds_inc is not None:
+            # nvdsinfer_custom_impl.h includes NvInfer.h / NvOnnxParser.h, which may pull in CUDA types
+            from ..nvinfer.conformance import _cuda_includes, _tensorrt_include
+
+            extra = [p for p in [_tensorrt_include(), *(_cuda_includes() or [])] if p is not None]
+            if extra:
+                cmd.append("EXTRA_INCLUDES=" + " ".join(str(p) for p in extra))
         proc = _run_make(cmd + ["all"])
         log = " ".join(cmd) + "\n" + proc.stdout + proc.stderr
         if proc.returncode != 0:
@@ -198,8 +202,11 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
                               f"full compiler output in {out_dir / 'parser-build.log'}")
         write_text(tmp / "build.log", log)
         syms = check_symbols(tmp / PARSER_LIB)
+        layout = compiled_layout(tmp / PARSER_LIB, tmp / HARNESS_LIB)
         info = {"fingerprint": fp, "header": "deepstream" if ds_inc else "fbtool",
-                "deepstream_includes": str(ds_inc) if ds_inc else None, "ds_major": ds_major,
+                "deepstream_includes": str(ds_inc) if ds_inc else None,
+                # the object layout actually compiled (real headers decide it, not --ds-major)
+                "ds_major": layout["ds_major"], "object_size": layout["object_size"], "requested_ds_major": ds_major,
                 "compiler": _compiler_version(cxx), "symbols": syms, "params": params,
                 "parsers": {"bbox": PARSE_BBOX_FUNC, "instance_mask": PARSE_MASK_FUNC},
                 "sha256": {n: sha256_file(tmp / n) for n in (PARSER_LIB, HARNESS_LIB)}}
@@ -213,6 +220,22 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
         if staged is not None and staged.exists():
             shutil.rmtree(staged, ignore_errors=True)
     return _result(final, info, params, rebuilt=True)
+
+
+# sizeof(NvDsInferObjectDetectionInfo): DeepStream 8.0 has 24 bytes, 9.x adds float rotation_angle.
+OBJECT_SIZE_TO_MAJOR = {24: 8, 28: 9}
+
+
+def compiled_layout(lib: Path, harness: Path) -> dict:
+    """The object layout the library was compiled with, measured by the harness (same headers and
+    flags): {"object_size", "ds_major"}."""
+    from ..nvinfer.harness import ParserHarness
+
+    size = int(ParserHarness((lib, harness)).abi()["object_size"])
+    if size not in OBJECT_SIZE_TO_MAJOR:
+        raise FbtoolError(f"the parser was compiled with a {size}-byte NvDsInferObjectDetectionInfo, "
+                          "neither DeepStream 8.0's (24) nor 9.x's (28)", "check the DeepStream headers")
+    return {"object_size": size, "ds_major": OBJECT_SIZE_TO_MAJOR[size]}
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
