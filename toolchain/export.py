@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,14 @@ def check_parity(onnx_path: Path, recipe: Recipe, torch_runner, batches=(1, 4)) 
     return report
 
 
+@contextlib.contextmanager
+def _restore_level(logger, level):
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _torch_export(model, recipe: Recipe, path: Path, exporter: str, opset: int) -> None:
     import torch
 
@@ -83,7 +92,13 @@ def _torch_export(model, recipe: Recipe, path: Path, exporter: str, opset: int) 
     names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
     dummy = torch.zeros(max(2, inp.batch.opt), inp.channels, inp.height, inp.width)
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+    # The exporter's registry logs "torchvision is not installed. Skipping torchvision::nms" (and 3 more)
+    # through `logging`, which redirect_stderr does not catch: fbtool never uses torchvision ops, so the
+    # user can do nothing about them. Raise that one logger's level for the export only.
+    reg_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = reg_log.level
+    reg_log.setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _restore_level(reg_log, level):
         if exporter == "dynamo":
             dim = torch.export.Dim("batch", min=1, max=max(inp.batch.max, 2))
             shape = {0: dim}
@@ -134,7 +149,7 @@ def export(recipe: Recipe, out: str | Path, weights=None, exporter: str = "dynam
 
     if exporter not in EXPORTERS:
         raise FbtoolError(f"unknown exporter {exporter!r}", f"choose one of {', '.join(EXPORTERS)}")
-    opset = opset or (18 if exporter == "dynamo" else recipe.opset)
+    opset = opset or recipe.opset  # the recipe's opset is the opset written, for either exporter
     t0 = time.perf_counter()
     weights_path = resolve_weights(recipe.weights, weights)
     weights_sha = sha256_file(weights_path)

@@ -12,7 +12,7 @@ from ._common import load, out_option, recipe_option, success
 @out_option
 @click.option("--weights", type=click.Path(), default=None, help="Weights file (default: the recipe's, from the store).")
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True)
-@click.option("--opset", type=int, default=None, help="ONNX opset (default 18 for dynamo, recipe's for torchscript).")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: the recipe's `opset`, 18).")
 @click.option("--no-check", is_flag=True, help="Skip the onnxruntime-vs-PyTorch parity check.")
 def command(recipe, out, weights, exporter, opset, no_check):
     """PyTorch -> ONNX (dynamic batch, metadata), parity with PyTorch checked on real frames."""
