@@ -377,3 +377,29 @@ def test_gate_figures_meet_the_recipe_tolerances(calibrated, recipe):
         assert (out / stage["artifacts"][key]["path"]).is_file()
         assert f"{key} " in output
     assert "calibrate: done" in output
+
+
+@pytest.mark.parametrize("key,candidate,field", [("fp16", "fp16", "mean_iou"), ("int8_qdq", "int8-qdq", "int8_mean_iou")])
+def test_calibrate_gate_and_validate_give_one_verdict(calibrated, recipe, tmp_path, key, candidate, field):
+    """One product, one recipe: `fbtool calibrate`'s gate and `fbtool validate` agree, at the recipe's
+    tolerances (both pass) and with the mean-IoU limit out of reach (both fail). FP16 used to pass
+    the gate on F1 alone while validate failed it on mean IoU."""
+    from toolchain.calibrate.gate import accuracy_gate
+    from toolchain.calibset import sample_frames
+    from toolchain.runfolder import RunFolder
+    from toolchain.validate import validate
+
+    out, stage, _ = calibrated
+    run = tmp_path / "run"
+    run.mkdir()
+    product = run / stage["artifacts"][key]["path"]
+    shutil.copy(out / stage["artifacts"][key]["path"], product)
+    RunFolder(run).record("calibrate", {key: product})
+    strict = dataclasses.replace(recipe, tolerances=dataclasses.replace(recipe.tolerances, **{field: 0.9999}))
+    frames = sample_frames(recipe.validation_media[:2], 8)
+    for r, want in ((recipe, True), (strict, False)):
+        gate = accuracy_gate(r, product, frames, "int8-entropy" if key.startswith("int8") else "fp16")
+        report = validate(r, run, only={candidate}, per_clip=2)
+        verdict = next(c for c in report["candidates"] if c["name"] == candidate)
+        assert verdict["status"] in ("pass", "fail"), verdict
+        assert gate["passed"] == (verdict["status"] == "pass") == want, (gate["failures"], verdict["breaches"])

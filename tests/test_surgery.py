@@ -11,10 +11,11 @@ import pytest
 from onnx import TensorProto as TP
 from onnx import helper, numpy_helper
 
+from toolchain.compare.policy import DECODE_TOL_PX
 from toolchain.errors import FbtoolError
 from toolchain.surgery import PassContext, apply, pass_names, run_passes
 from toolchain.surgery._graph import to_graph, to_model
-from toolchain.surgery.parity import DECODE_TOL_PX, reference_decoded
+from toolchain.surgery.parity import reference_decoded
 
 OPSET = 18
 

@@ -4,7 +4,8 @@ Used by `fbtool calibrate` (INT8 Q/DQ, FP16) and reusable by `fbtool validate`. 
 onnxruntime (onnx's reference evaluator where onnxruntime has no kernel, e.g. some fp16 ops); both
 sides go through the one reference post-processing (toolchain.detector) and are compared with
 toolchain.compare.metrics: detection F1 at IoU 0.5, mean matched IoU, landmark error (px), score deltas,
-and per-output tensor error. Tolerances come from the recipe (int8_f1, int8_mean_iou, fp16_f1).
+and per-output tensor error. Which recipe tolerance applies is toolchain.compare.policy's, the policy
+`fbtool validate` applies too, so both commands give one product the same verdict.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def accuracy_gate(recipe, candidate_onnx, frames: Sequence, precision: str = "in
     candidate was made from, e.g. a graph with in-graph decode).
     """
     from ..compare.metrics import compare_detections, tensor_stats
+    from ..compare.policy import detection_checks
     from ..detector import detect_frames
 
     if not frames:
@@ -138,11 +140,9 @@ def accuracy_gate(recipe, candidate_onnx, frames: Sequence, precision: str = "in
         against = _baseline_outputs(ref, baseline_onnx, frames, recipe, batch)
     tensors = {k: tensor_stats(against[k], outs[k]) for k in outs
                if k in against and against[k].shape == outs[k].shape}
-    tol = recipe.tolerances
-    limits = ({"f1": tol.int8_f1, "mean_iou": tol.int8_mean_iou} if precision.startswith("int8")
-              else {"f1": tol.fp16_f1})
-    figures = {"f1": summary.f1, "mean_iou": summary.mean_iou}
-    failures = [f"{k} {figures[k]:.4f} < {v}" for k, v in limits.items() if not figures[k] >= v]
+    checks = detection_checks(summary, recipe, precision)  # the same policy as `fbtool validate`
+    limits = {c.metric: c.limit for c in checks}
+    failures = [f"{c.metric} {c.value:.4f} {'<' if c.op == '>=' else '>'} {c.limit}" for c in checks if not c.ok]
     failures += [f"output {k} is not finite" for k, t in tensors.items() if not t["finite"]]
     return {
         "precision": precision, "candidate": str(candidate_onnx), "runner": rec.name, "frames": summary.frames,

@@ -15,13 +15,6 @@ import numpy as np
 
 from ..runfolder import RunFolder
 
-# Which tolerances apply to which precision (fields of recipe.tolerances).
-PRECISION_TOLERANCES = {
-    "fp32": {"f1": "detection_f1", "mean_iou": "mean_iou"},
-    "fp16": {"f1": "fp16_f1", "mean_iou": "mean_iou"},
-    "int8": {"f1": "int8_f1", "mean_iou": "int8_mean_iou"},
-}
-
 
 @dataclass
 class Candidate:
@@ -189,10 +182,6 @@ def discover(run: RunFolder, recipe, only: set[str] | None = None) -> list[Candi
                               f"choose from {', '.join(c.name for c in cands)}")
         cands = [c for c in cands if c.name in only]
     return cands
-
-
-def tolerance(recipe, precision: str, metric: str) -> float:
-    return float(getattr(recipe.tolerances, PRECISION_TOLERANCES[precision][metric]))
 
 
 def stack_raw(raw: list[dict[str, np.ndarray]] | None) -> dict[str, np.ndarray] | None:
