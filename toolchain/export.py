@@ -43,16 +43,17 @@ class ParityReport:
                 if not r["max_abs"] <= tensor_limit(recipe, r["output"])]
 
     def table(self) -> str:
-        lines = [f"{'batch':>5}  {'output':<10} {'max abs':>10} {'max rel':>10}"]
+        lines = [f"{'batch':>5}  {'output':<10} {'max abs':>10} {'of range':>9}"]
         for r in self.rows:
-            lines.append(f"{r['batch']:>5}  {r['output']:<10} {r['max_abs']:>10.2e} {r['max_rel']:>10.2e}")
+            lines.append(f"{r['batch']:>5}  {r['output']:<10} {r['max_abs']:>10.2e} {r['of_range']:>9.1e}")
         return "\n".join(lines)
 
 
 def compare_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], batch: int) -> list[dict]:
     from .compare.metrics import output_errors
 
-    return [{"batch": batch, "output": name, "max_abs": st["max_abs"], "max_rel": st["max_rel"], "finite": st["finite"]}
+    return [{"batch": batch, "output": name, "max_abs": st["max_abs"], "max_rel": st["max_rel"],
+             "range": st["range"], "of_range": st["of_range"], "finite": st["finite"]}
             for name, st in output_errors(ref, cand, "the ONNX").items()]
 
 
@@ -151,12 +152,19 @@ def export(recipe: Recipe, out: str | Path, weights=None, exporter: str = "dynam
     run = RunFolder(out)
     target = run.file(name)
     info: dict = {"exporter": exporter, "opset": opset}
-    with atomic_path(target) as tmp:
+    from .progress import steps
+
+    with steps("export", 3 if check else 2) as step, atomic_path(target) as tmp:
+        step(f"torch.onnx {exporter} export, opset {opset}")
         _torch_export(runner.model, recipe, tmp, exporter, opset)
+        step("onnx.checker + shape inference")
         info["nodes"] = _finish_model(tmp, recipe, weights_sha, {"exporter": exporter, "opset": opset})
         if check:
+            step("parity vs PyTorch on real frames (batch 1, 4)")
             report = check_parity(tmp, recipe, runner)
-            info["parity"] = report.rows
+            from .compare.policy import tensor_limit
+
+            info["parity"] = [dict(r, limit=tensor_limit(recipe, r["output"])) for r in report.rows]
             bad = report.failures(recipe)
             if bad:
                 w = bad[0]

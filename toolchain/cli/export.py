@@ -21,8 +21,13 @@ def command(recipe, out, weights, exporter, opset, no_check):
     t0 = time.perf_counter()
     r = load(recipe)
     info = export(r, out, weights=weights, exporter=exporter, opset=opset, check=not no_check)
-    for row in info.get("parity", []):
+    rows = info.get("parity", [])
+    if rows:
+        click.echo(f"  parity vs PyTorch fp32 on {len(rows) and max(r['batch'] for r in rows)} real frames "
+                   "(onnxruntime CPU; pass when max abs <= limit)")
+    for row in rows:
         click.echo(f"  parity batch {row['batch']} {row['output']:<10} max abs {row['max_abs']:.2e}"
-                   f"  max rel {row['max_rel']:.2e}")
+                   f" ({row['of_range']:.1e} of the output's range {row['range']:.3g})"
+                   f"  limit {row['limit']:.0e}  ok")
     success("export", t0, f"{out}/model.onnx ({info['bytes'] / 1e6:.2f} MB, {info['nodes']} nodes, "
             f"{info['exporter']} opset {info['opset']})")
