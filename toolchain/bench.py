@@ -126,30 +126,21 @@ def _gpu_peak(cuda: bool) -> float | None:
 
 def naive_loop(recipe, frames: np.ndarray, device: str, writer=None) -> dict:
     """(A): everything sequential, one frame at a time, fp32, host-side pre/post-processing."""
-    import torch
-
     from .blur.ops.cpu import naive_blur
-    from .models import build_model
-    from .reference.detections import postprocess
-    from .reference.preprocess import preprocess, to_frame
+    from .detector import detect_batch
+    from .runners import TorchRunner
 
-    model = build_model(recipe).to(device).eval()
-    o = recipe.outputs
-    names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
+    runner = TorchRunner(recipe, device=device)
     m = recipe.mask
     lat = []
     t_start = time.perf_counter()
-    with torch.inference_mode():
-        for f in frames:
-            t0 = time.perf_counter()
-            x, lb = preprocess(f, recipe)
-            outs = model(torch.from_numpy(x[None]).to(device))
-            out = {n: t[0].float().cpu().numpy() for n, t in zip(names, outs)}
-            d = to_frame(postprocess(out, recipe), lb)
-            blurred = naive_blur(f, d.boxes, d.landmarks, m.feather, m.max_tilt_deg)
-            if writer is not None:
-                writer.write(blurred)
-            lat.append(time.perf_counter() - t0)
+    for f in frames:
+        t0 = time.perf_counter()
+        d = detect_batch([f], recipe, runner)[0]
+        blurred = naive_blur(f, d.boxes, d.landmarks, m.feather, m.max_tilt_deg)
+        if writer is not None:
+            writer.write(blurred)
+        lat.append(time.perf_counter() - t0)
     wall = time.perf_counter() - t_start
     la = np.asarray(lat) * 1000
     return {"frames": len(frames), "wall_s": wall, "fps": len(frames) / wall,

@@ -84,7 +84,7 @@ def _torch_export(model, recipe: Recipe, path: Path, exporter: str, opset: int) 
     import torch
 
     inp, o = recipe.input, recipe.outputs
-    names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
+    names = o.names
     dummy = torch.zeros(max(2, inp.batch.opt), inp.channels, inp.height, inp.width)
     sink = io.StringIO()
     # The exporter's registry logs "torchvision is not installed. Skipping torchvision::nms" (and 3 more)

@@ -23,13 +23,10 @@ from ..errors import FbtoolError
 from ..fsutil import write_text
 from ..nvinfer import keys
 from ..nvinfer.keyfile import render
+from ..nvinfer.names import NETWORK_MODE, PARSE_BBOX_FUNC, PARSE_MASK_FUNC, PARSER_LIB, PARSER_SYMBOLS
 from ..recipe import Recipe
 from ..runfolder import RunFolder, fingerprint
 
-PRECISIONS = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer network-mode
-PARSE_BBOX_FUNC = "NvDsInferParseFbtoolFace"
-PARSE_MASK_FUNC = "NvDsInferParseFbtoolFaceMask"
-PARSER_LIB = "libnvdsinfer_fbtool.so"
 # nvdsosd/nvinfer threshold on the mask probabilities: the reference ellipse edge is exactly 0.5
 # (toolchain/reference/masks.py), and metrics' mask IoU thresholds at 0.5 too.
 MASK_THRESHOLD = 0.5
@@ -85,8 +82,8 @@ def _onnx_io(path: Path) -> tuple[dict, list[str]]:
 
 def gather(recipe: Recipe, run: RunFolder, precision: str, ds_version: str, gpu_id: int = 0,
            batch: int | None = None) -> Sources:
-    if precision not in PRECISIONS:
-        raise FbtoolError(f"unknown precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
+    if precision not in NETWORK_MODE:
+        raise FbtoolError(f"unknown precision {precision!r}", f"choose one of {', '.join(NETWORK_MODE)}")
     onnx_path = deployed_onnx(run).resolve()
     meta, outputs = _onnx_io(onnx_path)
     if not meta:
@@ -145,7 +142,7 @@ def parser_lib(run: RunFolder, ds_dir: Path) -> tuple[Path, int | None]:
     if lib is None:
         return (ds_dir / PARSER_LIB).resolve(), None
     info = (run.stage("build-parser") or {}).get("info", {})
-    missing = [f for f in (PARSE_BBOX_FUNC, PARSE_MASK_FUNC) if info.get("symbols") and f not in info["symbols"]]
+    missing = [f for f in PARSER_SYMBOLS if info.get("symbols") and f not in info["symbols"]]
     if missing:
         raise FbtoolError(f"{lib.name} in the run folder does not export {', '.join(missing)}",
                           f"rebuild it with `fbtool build-parser -o {run.root} --force`")
@@ -171,7 +168,7 @@ def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, 
         prop.append(("strongly-typed", True, "INT8 scales come from the ONNX Q/DQ nodes"))
     prop += [
         ("batch-size", src.batch, None),
-        ("network-mode", PRECISIONS[precision], f"{precision} (0 FP32, 1 INT8, 2 FP16)"),
+        ("network-mode", NETWORK_MODE[precision], f"{precision} (0 FP32, 1 INT8, 2 FP16)"),
         ("infer-dims", [inp.get("channels", 3), inp["height"], inp["width"]], "C;H;W of the ONNX input"),
         ("network-input-order", 0, "NCHW"),
         ("net-scale-factor", float(pre["scale"]), "y = net-scale-factor * (x - offsets[c])"),

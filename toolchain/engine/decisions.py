@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import FbtoolError
+from ..nvinfer.names import NETWORK_MODE
 from ..trt.versions import hardware_compat_name, parse_version
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -20,9 +21,6 @@ RUNTIMES = ("tensorrt", "tensorrt-rtx")
 INT8_MODES = ("qdq", "implicit")
 FP16_MODES = ("auto", "autocast", "flag")
 SUPPORTED_TRT_MAJORS = (10, 11)
-# nvinfer network-mode values (gst-nvinfer config); BEST (3) is resolved to a concrete precision here
-# because nvinfer names BEST engines "..._UNKNOWN.engine" (networkMode2Str has no case for it).
-NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
 
 # Artifacts (stage, key) the build reads. The base (fp32) graph: surgery's output when present,
 # else export's. Precision-carrying graphs come from `fbtool calibrate`.
@@ -89,6 +87,8 @@ class BuildPlan:
 
     @property
     def network_mode(self) -> int:
+        # BEST (3) is resolved to a concrete precision by plan_build because nvinfer names BEST
+        # engines "..._UNKNOWN.engine" (networkMode2Str has no case for it).
         return NETWORK_MODE[self.precision]
 
     def to_dict(self) -> dict:

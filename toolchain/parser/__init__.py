@@ -4,6 +4,6 @@ build.build_parser compiles plugins/ with g++ against DeepStream's headers or fb
 header. Driving the compiled parser from Python is runtime knowledge: toolchain.nvinfer.harness.
 """
 
-from .build import BBOX_FUNC, MASK_FUNC, ParserBuild, build_parser
+from .build import ParserBuild, build_parser
 
-__all__ = ["BBOX_FUNC", "MASK_FUNC", "ParserBuild", "build_parser"]
+__all__ = ["ParserBuild", "build_parser"]

@@ -75,17 +75,10 @@ def _runner_candidate(runner_factory, recipe):
         runner = runner_factory()
 
         def run(frames, batch):
-            from ..reference.detections import postprocess, split_batch
-            from ..reference.preprocess import preprocess_batch, to_frame
+            from ..detector import detect_frames
 
-            dets, raw = [], []
-            for i in range(0, len(frames), batch):
-                x, boxes = preprocess_batch(frames[i:i + batch], recipe)
-                out = runner.infer({recipe.input.name: x})
-                for o, lb in zip(split_batch(out), boxes):
-                    dets.append(to_frame(postprocess(o, recipe), lb))
-                    raw.append(o)
-            return dets, raw, None
+            raw: list[dict[str, np.ndarray]] = []
+            return detect_frames(frames, recipe, runner, batch=batch, raw=raw), raw, None
 
         return run
 
@@ -184,7 +177,3 @@ def discover(run: RunFolder, recipe, only: set[str] | None = None) -> list[Candi
     return cands
 
 
-def stack_raw(raw: list[dict[str, np.ndarray]] | None) -> dict[str, np.ndarray] | None:
-    if not raw:
-        return None
-    return {k: np.stack([r[k] for r in raw]) for k in raw[0]}

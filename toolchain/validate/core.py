@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from ..compare.metrics import FrameMatch, compare_detections, summarize, tensor_stats
 from ..compare.policy import Check, detection_checks
+from ..detector import stack_raw
 from ..errors import FbtoolError
-from .candidates import Candidate, discover, stack_raw
+from .candidates import Candidate, discover
 
 
 @dataclass

@@ -306,9 +306,7 @@ def cuda_infer(model, recipe, dtype, streams: Streams) -> Callable:
                 streams.wait(stream, b.event, b.frames)
                 b.x, b.lb = letterbox_torch(b.frames, recipe, dtype=dtype)
                 outs = model(b.x)
-                o = recipe.outputs
-                names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
-                b.outputs = {n: t.float() for n, t in zip(names, outs)}
+                b.outputs = {n: t.float() for n, t in zip(recipe.outputs.names, outs)}
                 b.x = None
                 b.event = streams.event(stream)
             yield b

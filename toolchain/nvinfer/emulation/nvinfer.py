@@ -130,16 +130,16 @@ class NvInferEmulator:
     def harness_for(config: NvInferConfig):
         """The compiled parser at the config's custom-lib-path, driven through the C++ harness that
         `fbtool build-parser` builds beside it (the same g++, the same ABI header)."""
-        from ...parser.build import HARNESS_NAME
         from ..harness import ParserHarness
+        from ..names import HARNESS_LIB
 
         lib = config.file("custom-lib-path")
         if lib is None or not lib.is_file():
             raise FbtoolError(f"custom-lib-path {lib} does not exist", "run `fbtool build-parser` and emit the "
                               "config again (`fbtool deepstream`) so that it points at the built library")
-        harness = lib.parent / HARNESS_NAME
+        harness = lib.parent / HARNESS_LIB
         if not harness.is_file():
-            raise FbtoolError(f"no {HARNESS_NAME} beside {lib}", "build the parser with `fbtool build-parser`")
+            raise FbtoolError(f"no {HARNESS_LIB} beside {lib}", "build the parser with `fbtool build-parser`")
         return ParserHarness((lib, harness))
 
     def _default_runner(self):
