@@ -158,11 +158,13 @@ def _encode_factory(tmpdir: str, name: str, encode: bool):
 def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 64, size=(1920, 1080),
           naive_frames: int | None = 32, encode: bool = True, batch: int | None = None, onnx=None, run_dir=None,
           precision: str = "fp32", clips=DEFAULT_CLIPS, frames_npy: str | None = None, warmup: int = 2,
-          threads: int | None = None, fuse_gpu: bool = True, log=print) -> dict:
+          threads: int | None = None, fuse_gpu: bool = True, log=print, cuda_blur: str | None = None) -> dict:
     """Run (A) and (B) per backend on the same frames; returns the result dict (see write_report)."""
     from .blur.app import run_frames
     from .blur.engines import make_engine
+    from .blur.ops import DEFAULT_CUDA_BLUR
 
+    cuda_blur = cuda_blur or DEFAULT_CUDA_BLUR
     cuda = device == "cuda"
     src = load_source_frames(clips, npy=frames_npy)
     host = make_frames(src, frames, size)
@@ -172,7 +174,7 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
                            "naive_frames": min(naive_frames or frames, frames), "precision": precision,
                            "clips": list(clips) if not frames_npy else f"npy:{os.path.basename(frames_npy)}",
                            "batch": batch, "unique_source_frames": int(len(src)),
-                           "gpu_stages": "fused" if fuse_gpu else "split"},
+                           "gpu_stages": "fused" if fuse_gpu else "split", "cuda_blur": cuda_blur},
               "machine": _machine(cuda), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         # (A) the naive loop
@@ -192,7 +194,7 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
         pinned = None
         for backend in backends:
             eng = make_engine(recipe, backend, device if backend == "torch" else "cpu", onnx=onnx, run_dir=run_dir,
-                              batch=batch, precision=precision, threads=threads)
+                              batch=batch, precision=precision, threads=threads, cuda_blur=cuda_blur)
             if eng.cuda and pinned is None:
                 import torch
 

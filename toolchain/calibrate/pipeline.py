@@ -24,8 +24,7 @@ CALIB_DIR = "calib"
 
 def input_model(run: RunFolder) -> Path:
     """Surgery's output when the run folder has one, else the export."""
-    p = run.artifact("surgery", "onnx", required=False)
-    return p if p is not None else cast(Path, run.artifact("export", "onnx"))  # required: raises if absent
+    return cast(Path, run.model_onnx())  # required: raises if absent
 
 
 def _key(base: str, method: str, primary: str) -> str:
@@ -45,7 +44,7 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
 
 
 def _calibrate(recipe, out, methods, fp16, sources, frames, eval_frames, trt_version, validation, step) -> dict:
-    from ..calibset import build_calibration_set, sample_frames
+    from ..calibset import build_calibration_set, spread_frames
     from ..trt.calib_cache import ALGORITHMS, trt_version_number, write_cache
     from .fp16 import convert_fp16
     from .gate import accuracy_gate, check_held_out, reference_run
@@ -71,7 +70,7 @@ def _calibrate(recipe, out, methods, fp16, sources, frames, eval_frames, trt_ver
 
     step(f"calibration set ({frames} frames)")
     cs = build_calibration_set(recipe, sources, frames, folder, validation)
-    gate_frames = sample_frames(validation, eval_frames)
+    gate_frames = spread_frames(validation, eval_frames)
     check_held_out(gate_frames, cs.source_hashes)
     step(f"activation statistics ({len(cs)} frames, 2 passes)")
     stats = collect(src, cs)

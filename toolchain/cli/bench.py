@@ -4,6 +4,7 @@ import time
 
 import click
 
+from ..blur.ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
 from ._common import load, recipe_option, success
 
 
@@ -28,15 +29,17 @@ from ._common import load, recipe_option, success
               help="CUDA engine: infer, post and blur in one thread (fused) or three.")
 @click.option("--frames-npy", type=click.Path(exists=True), default=None,
               help="Source frames from a .npy/.npz [N,H,W,3] instead of decoding the shared clips.")
+@click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,
+              help="torch on CUDA: dense (constant kernels per batch) or crops (per-face crops).")
 def command(recipe, out, stem, backends, device, frames, naive_frames, size, encode, batch, precision, threads, onnx,
-            run_dir, gpu_stages, frames_npy):
+            run_dir, gpu_stages, frames_npy, cuda_blur):
     """Naive per-frame PyTorch loop vs fbtool's pipelined blur, on the same frames: JSON, Markdown, PNG."""
     from ..bench import bench, parse_size, write_report
 
     t0 = time.perf_counter()
     res = bench(load(recipe), [b.strip() for b in backends.split(",") if b.strip()], device, frames, parse_size(size),
                 naive_frames, encode, batch, onnx, run_dir, precision, frames_npy=frames_npy, threads=threads, fuse_gpu=gpu_stages == "fused",
-                log=click.echo)
+                cuda_blur=cuda_blur,                 log=click.echo)
     paths = write_report(res, out, stem)
     click.echo(open(paths["md"]).read())
     success("bench", t0, ", ".join(str(p) for p in paths.values()))

@@ -32,6 +32,10 @@ def command(recipe, out, method, fp16, no_int8, sources, eval_sources, frames, e
     info = calibrate(load(recipe), out, methods=methods, fp16=fp16, sources=list(sources) or None, frames=frames,
                      eval_frames=eval_frames, trt_version=trt_version,
                      validation=list(eval_sources) or None)
+    show(info, out, t0)
+
+
+def show(info: dict, out, t0: float) -> None:
     click.echo(f"  gate vs PyTorch fp32 on {info['gate_frames']} held-out frames ({info['reference_faces']} faces; "
                "validate judges its own frame set, so its figures differ)")
     for key, p in info["products"].items():

@@ -21,9 +21,13 @@ def command(recipe, out, weights, exporter, opset, no_check):
     t0 = time.perf_counter()
     r = load(recipe)
     info = export(r, out, weights=weights, exporter=exporter, opset=opset, check=not no_check)
+    show(info, out, t0)
+
+
+def show(info: dict, out, t0: float) -> None:
     rows = info.get("parity", [])
     if rows:
-        click.echo(f"  parity vs PyTorch fp32 on {len(rows) and max(r['batch'] for r in rows)} real frames "
+        click.echo(f"  parity vs PyTorch fp32 on {max(r['batch'] for r in rows)} real frames "
                    "(onnxruntime CPU; pass when max abs <= limit)")
     for row in rows:
         click.echo(f"  parity batch {row['batch']} {row['output']:<10} max abs {row['max_abs']:.2e}"

@@ -4,7 +4,7 @@ Gated: runs only where `import tensorrt` works and a CUDA GPU is visible. Tensor
 TensorRT-RTX removed implicit INT8 (decisions.plan_build refuses it there).
 
 The batches are the run folder's calibration set (stage "calibrate", artifact "calib_set"), loaded
-with toolchain.calibset so they are preprocessed exactly as nvinfer does. Device memory is a
+with toolchain.calibset so they are preprocessed by the reference (nvinfer's steps). Device memory is a
 torch CUDA tensor (no pycuda). The legacy cache (text, first line `TRT-<version>-EntropyCalibration2`,
 what DeepStream's `int8-calib-file` reads) is read when its header matches the running TensorRT, so
 TensorRT skips calibration; a cache written by another TensorRT version is ignored, as TensorRT
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FbtoolError
 from ..fsutil import write_bytes
+from ..runfolder import CALIB_CACHE, CALIB_SET
 from . import decisions as D
 
 
@@ -36,7 +37,7 @@ def cache_usable(blob: bytes, trt_version: str) -> bool:
 def _load_batches(recipe, run, batch: int) -> list[Any]:
     from ..calibset import load_calibration_set
 
-    p = run.artifact(*D.CALIB_SET, required=False)
+    p = run.get(CALIB_SET)
     if p is None:
         return []
     folder = p.parent if p.is_file() else p
@@ -57,7 +58,7 @@ def make_calibrator(backend, recipe, run, profile: D.Profile, cache_target: Path
         raise FbtoolError("implicit INT8 calibration needs a CUDA GPU visible to torch",
                           "install a CUDA build of torch on the build machine, or use --int8-mode qdq")
     batch = profile.opt[0]
-    existing = run.artifact(*D.CALIB_CACHE, required=False)
+    existing = run.get(CALIB_CACHE)
     cache_in: bytes | None = None
     if existing is not None:
         blob = Path(existing).read_bytes()
