@@ -98,6 +98,29 @@ def tensorrt_status(runtime: str) -> tuple[bool, str]:
     return True, "ok"
 
 
+RTX_NOTE = ("`--engine-runtime tensorrt-rtx` builds an engine here, on the CPU (it runs on RTX GPUs only: "
+            "Ampere or newer GeForce/RTX/workstation cards, not data-centre GPUs such as the H100/H200)")
+TENSORRT_NOTE = "the TensorRT engine is built on a machine with TensorRT and a GPU (e.g. NVIDIA's DeepStream container)"
+
+
+def can_run(stage: str, options: RunOptions = RunOptions()) -> tuple[bool, str]:
+    """What `fbtool run` does with `stage` on this machine, in the words both `run` and `doctor` print.
+
+    (False, "skipped: <why>; <how to make it run>") where the stage cannot run here."""
+    if stage == "build-engine":
+        ok, why = tensorrt_status(options.engine_runtime)
+        if ok:
+            return True, f"builds a {options.engine_runtime} engine"
+        how = [TENSORRT_NOTE]
+        if options.engine_runtime == "tensorrt" and tensorrt_status("tensorrt-rtx")[0]:
+            how.insert(0, RTX_NOTE)
+        return False, f"skipped: {why}; " + "; ".join(how)
+    if stage == "deepstream":
+        return True, ("writes the nvinfer and deepstream-app configs and the blur script (running them needs a "
+                      "DeepStream host: see `fbtool doctor deepstream-app`)")
+    return True, "runs"
+
+
 def _call(stage: str, recipe, out, o: dict, force: bool = False) -> Any:
     """One stage, through the library function its command calls."""
     if stage == "export":
@@ -150,9 +173,9 @@ def _run(recipe, out, options: RunOptions, stages: list[str], force: bool, tell)
         skip = None
         if not force and rf.is_fresh(stage, fp):
             skip = "up to date"
-        elif stage == "build-engine":
-            ok, why = tensorrt_status(options.engine_runtime)
-            skip = None if ok else f"skipped: {why}"
+        else:
+            ok, why = can_run(stage, options)
+            skip = None if ok else why
         if skip:
             steps.append(Step(stage, False, skip))
             tell("skip", steps[-1])

@@ -149,7 +149,7 @@ class Recipe:
     tolerances: Tolerances = Tolerances()
     surgery: Surgery = Surgery()
     labels: tuple[str, ...] = ("face",)
-    opset: int = 17
+    opset: int = 18
     validation_media: tuple[str, ...] = ()
     calibration_media: tuple[str, ...] = ()
     source: str | None = None  # path the recipe was loaded from
