@@ -14,6 +14,10 @@ if command -v apt-get >/dev/null 2>&1 && [ "${FBTOOL_SKIP_APT:-0}" != "1" ]; the
   dpkg -s libclang-rt-14-dev >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
   command -v g++ >/dev/null 2>&1 || need+=(g++)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # GLib/GStreamer headers + pkg-config: NVIDIA's DeepStream sources compiled by the conformance tests
+  for pkg in libglib2.0-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev pkg-config; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
   if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -24,5 +28,5 @@ $PY -m pip install -q --upgrade pip
 $PY -m pip install -q "torch==2.13.0"
 # Model Optimizer is installed without its [onnx] extra (that would pull cupy-cuda12x and
 # onnxruntime-gpu); the [quant] extra names the CPU pieces it needs instead.
-$PY -m pip install -q -e ".[quant,rtx,dev]"
+$PY -m pip install -q -e ".[quant,rtx,dev,conformance]"
 echo "setup: done ($($PY -c 'import torch, onnx, onnxruntime; print("torch", torch.__version__, "onnx", onnx.__version__, "onnxruntime", onnxruntime.__version__)'))"

@@ -4,7 +4,8 @@
 # No machine here can install TensorRT, so a wrong call (`config.max_workspace_size = 1`,
 # `engine.get_binding_index(...)`, a misspelt enum) would only show up on the user's GPU. The
 # `tensorrt-stubs` wheel on PyPI (pybind11-stubgen output of the real bindings) lets mypy catch it.
-# The stubs go to a folder OUTSIDE the import path (.cache/trt-stubs, $FBTOOL_TRT_STUBS), found by
+# The stubs go to a folder OUTSIDE the import path ($FBTOOL_CACHE/trt-stubs, default ~/.cache/fbtool/trt-stubs,
+# or $FBTOOL_TRT_STUBS), found by
 # mypy through MYPYPATH only, so `import tensorrt` still fails at run time here, as it must.
 # The generated stubs need small syntax fixes (parameters named `in`, a required parameter after a
 # defaulted one, a missing import, `bool` shadowed by trt.bool); they are scripted below.
@@ -15,7 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 STUBS_VERSION=${TRT_STUBS_VERSION:-10.13.0.35.1}
-STUBS=${FBTOOL_TRT_STUBS:-.cache/trt-stubs}
+CACHE=${FBTOOL_CACHE:-$HOME/.cache/fbtool}
+STUBS=${FBTOOL_TRT_STUBS:-$CACHE/trt-stubs}
 MARK="$STUBS/.fbtool-$STUBS_VERSION"
 
 if [ ! -f "$MARK" ]; then
@@ -109,7 +111,7 @@ ignore_errors = True
 ignore_errors = True
 EOF
 set +e
-MYPYPATH="$STUBS" $PY -m mypy --config-file "$cfg" --cache-dir .cache/mypy-trt "${files[@]}"
+MYPYPATH="$STUBS" $PY -m mypy --config-file "$cfg" --cache-dir "$CACHE/mypy-trt" "${files[@]}"
 rc=$?
 rm -f "$cfg"
 exit $rc

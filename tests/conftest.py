@@ -12,7 +12,11 @@ SHARED = REPO.parent / "shared"
 
 
 def pytest_configure(config):
-    os.environ.setdefault("FBTOOL_CACHE", str(REPO / ".cache"))
+    # Outside the checkout: the suite must leave the clone as it found it (timing caches, TensorRT
+    # stubs and mypy's cache go here). Kept between runs so a rerun does not download the stubs again.
+    import tempfile
+
+    os.environ.setdefault("FBTOOL_CACHE", str(Path(tempfile.gettempdir()) / "fbtool-test-cache"))
 
 
 @pytest.fixture(scope="session")

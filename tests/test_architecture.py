@@ -19,7 +19,7 @@ PKG = Path(__file__).resolve().parent.parent / "toolchain"
 # A unit is a module or package prefix; a module belongs to the longest unit that prefixes it.
 FLOORS: list[tuple[str, tuple[str, ...], bool]] = [
     ("ground", ("toolchain", "errors", "fsutil", "recipe", "runfolder", "onnx_meta", "media", "frames",
-                "weights", "video_writer"), True),
+                "weights", "video_writer", "gpumon", "progress"), True),
     ("reference", ("reference", "calibset", "draw"), True),
     ("runtime facts", ("nvinfer",), True),  # names, keys, keyfile, harness: no runner needed
     ("engines and models", ("trt", "models"), True),
@@ -29,7 +29,7 @@ FLOORS: list[tuple[str, tuple[str, ...], bool]] = [
     ("stages", ("export", "surgery", "calibrate", "engine", "parser", "deepstream", "validate"), False),
     ("chain", ("chain",), True),
     ("apps", ("blur", "detect", "doctor"), True),
-    ("bench", ("bench",), True),  # measures the blur app
+    ("bench", ("bench", "bench_streams"), True),  # measures the blur app
     ("cli", ("cli",), True),
 ]
 STAGES = FLOORS[7][1]

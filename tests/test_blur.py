@@ -297,14 +297,16 @@ def test_cli_blur_unavailable_backend_is_a_clear_error(tmp_path, backend, needle
     assert not (tmp_path / "b.mp4").exists()
 
 
-def test_nvinfer_backend_blurs_through_the_emitted_config(exported, tmp_path):
+def test_nvinfer_backend_blurs_through_the_emitted_config(fresh_run, tmp_path):
     """The nvinfer emulation (the emitted DeepStream config, nvinfer's scaling and clustering) as the
-    infer stage; the parser is the compiled one where built, else the Python stand-in."""
+    infer stage, with the compiled parser (never a stand-in: docs/hardening.md case 12)."""
     from click.testing import CliRunner
 
     from toolchain.cli import cli
 
-    run = exported[0]
+    run = fresh_run
+    res = CliRunner().invoke(cli, ["build-parser", "-o", str(run)])
+    assert res.exit_code == 0, res.output
     res = CliRunner().invoke(cli, ["deepstream", "-o", str(run), "--ds-dir", str(tmp_path / "ds")])
     assert res.exit_code == 0, res.output
     out = tmp_path / "nv.mp4"

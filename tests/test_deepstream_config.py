@@ -129,7 +129,10 @@ def test_int8_paths(recipe, ds_run, tmp_path):
     text = (ds / f"config_infer_primary_{MODEL}.txt").read_text()
     _golden("config_infer_int8qdq_ds9.0.txt", _normalise(text, run, ds))
     assert "strongly-typed=1" in text and "int8-calib-file" not in text
-    assert info["engine"].endswith("model_int8_entropy.onnx_b16_gpu0_int8.engine")
+    # network-mode=0: nvinfer sets no precision flag and names the engine _fp32 (nvdsinfer_model_builder.cpp);
+    # tests/test_conformance_nvinfer.py checks the name against NVIDIA's parser and naming rule
+    assert "network-mode=0" in text
+    assert info["engine"].endswith("model_int8_entropy.onnx_b16_gpu0_fp32.engine")
 
 
 # --- the checker ---------------------------------------------------------------------------------
@@ -155,7 +158,11 @@ def test_golden_configs_pass_the_checker():
     (lambda t: re.sub(r"parse-bbox-instance-mask-func-name=.*\n", "", t), "parse-bbox-instance-mask-func-name",
      "required"),
     (lambda t: t.replace("cluster-mode=4", "cluster-mode=2"), "cluster-mode", "must be 4"),
-    (lambda t: t.replace("batch-size=16", "batch-size=16 # max"), "batch-size", "inline comments"),
+    # GLib reads `batch-size=16 # max` as 16 (strtol stops at whitespace) but not a float or a boolean
+    (lambda t: t.replace("segmentation-threshold=0.5", "segmentation-threshold=0.5 # edge"), "segmentation-threshold",
+     "inline comments"),
+    (lambda t: t.replace("output-instance-mask=1", "output-instance-mask=1 # on"), "output-instance-mask",
+     "inline comments"),
     (lambda t: t.replace("pre-cluster-threshold=0.5", "pre-cluster-threshold=1.5"), "pre-cluster-threshold",
      "maximum"),
     (lambda t: t.replace("infer-dims=3;384;640", "infer-dims=3;384"), "infer-dims", "needs 3"),

@@ -9,7 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from toolchain.cli import cli
-from toolchain.doctor import STAGES, Check, diagnose, stage_status
+from toolchain.doctor import Check, all_stages, diagnose, stage_status
+
+STAGES = all_stages()
 from toolchain.errors import FbtoolError
 
 
@@ -33,19 +35,39 @@ def test_diagnose_reports_the_real_machine(checks):
 
 def test_stage_status_alternatives():
     fake = [Check("tensorrt", False, "x"), Check("gpu", False, "x"), Check("tensorrt-rtx", True, "1.7")]
-    ok, why = stage_status("build-engine", fake)
+    ok, why = stage_status("build-engine-rtx", fake)
     assert ok and "tensorrt-rtx" in why
     ok, why = stage_status("build-engine-tensorrt", fake)
     assert not ok and why == "missing tensorrt + gpu"
-    ok, why = stage_status("deepstream", fake)
+    ok, why = stage_status("deepstream-app", fake)
     assert not ok and "deepstream" in why
     with pytest.raises(FbtoolError, match="no stage"):
         stage_status("nope", fake)
 
 
+def test_doctor_says_what_run_does_in_runs_words(tmp_path, recipe):
+    """One story: doctor's verdict on each of run's stages is what `fbtool run` then does, word for word."""
+    from toolchain import chain
+
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == 0
+    lines = r.output.splitlines()
+    for stage in chain.STAGES:
+        ok, why = chain.can_run(stage)
+        mark = "ok  " if ok else "no  "
+        assert any(ln.startswith(mark + stage + " ") and ln.endswith("  " + why) for ln in lines), stage
+    # the deepstream stage writes configs here: doctor must not call it impossible while run does it
+    assert chain.can_run("deepstream")[0]
+    ok, why = chain.can_run("build-engine")
+    if not ok:  # no TensorRT here: run prints exactly doctor's words, with the way to make it run
+        assert "--engine-runtime tensorrt-rtx" in why or "TensorRT" in why
+        steps = chain.run(recipe, tmp_path / "R", start="build-engine", stop="build-engine")
+        assert steps[0].why == why
+
+
 def test_cli_table_and_require_exit_code(checks):
     r = CliRunner().invoke(cli, ["doctor"])
-    assert r.exit_code == 0 and "stage build-engine" in r.output and "tensorrt-rtx" in r.output
+    assert r.exit_code == 0 and "build-engine" in r.output and "tensorrt-rtx" in r.output
     can = [s for s in STAGES if stage_status(s, checks)[0]]
     cannot = [s for s in STAGES if not stage_status(s, checks)[0]]
     if can:

@@ -128,7 +128,7 @@ def test_instance_masks_need_cluster_mode_4(recipe, emu_run, tmp_path):
     cfg = _config(recipe, emu_run, tmp_path / "ds")
     c = NvInferEmulator(cfg, parser=object()).config
     bad = NvInferConfig(c.path, {**c.props, "cluster-mode": 2}, c.class_attrs)
-    with pytest.raises(FbtoolError, match="Invalid cluster mode for instance mask detection"):
+    with pytest.raises(FbtoolError, match="Instance mask output not supported with cluster mode 2"):
         NvInferEmulator(bad, parser=object())
 
 

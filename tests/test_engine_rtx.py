@@ -151,6 +151,7 @@ def test_rtx_parse_error_is_one_line(recipe, exported, tmp_path):
                               [helper.make_tensor_value_info("loc", onnx.TensorProto.FLOAT, None)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.example", 1)])
     onnx.save(model, str(run / "model.onnx"))
+    RunFolder(run).record("export", {"onnx": run / "model.onnx"})  # recorded: the manifest's sha256 is checked
     with pytest.raises(FbtoolError, match="cannot parse model.onnx") as e:
         build_engine(recipe, run, BuildOptions(precision="fp32", **RTX))
     assert "\n" not in str(e.value)

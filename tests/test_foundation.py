@@ -154,6 +154,8 @@ def test_wrong_sha256_in_recipe(tmp_path, recipe):
     (("anchors", "min_sizes"), [[10, 20]], "anchors.min_sizes"),
     (("thresholds", "scor"), 0.5, "thresholds.scor"),
     (("preprocess", "mean"), "dark", "preprocess.mean"),
+    # nvinfer's topk=0 keeps nothing (tests/test_conformance_postproc.py), the parser's 0 = no limit
+    (("thresholds", "top_k"), 0, "thresholds.top_k"),
 ])
 def test_recipe_bad_field_names_itself(tmp_path, recipe, path, value, field):
     import yaml

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FbtoolError
-from .fsutil import sha256_file
-from .runfolder import RunFolder, fingerprint
+from .fsutil import is_regular, sha256_file
+from .runfolder import RunFolder, fingerprint, run_lock
 
 STAGES = ("export", "surgery", "calibrate", "build-engine", "build-parser", "deepstream", "validate")
 
@@ -72,8 +72,12 @@ def upstream_digest(run: RunFolder, stage: str) -> dict:
         if not entry:
             continue
         for key, a in sorted(entry["artifacts"].items()):
-            p = run.root / a["path"]
-            out[f"{s}.{key}"] = sha256_file(p) if p.is_file() else ("dir" if p.is_dir() else None)
+            try:
+                p = run.path_of(s, key, a)
+            except FbtoolError:
+                out[f"{s}.{key}"] = "outside the run folder"
+                continue
+            out[f"{s}.{key}"] = sha256_file(p) if is_regular(p) else ("dir" if p.is_dir() else None)
     return out
 
 
@@ -94,7 +98,30 @@ def tensorrt_status(runtime: str) -> tuple[bool, str]:
     return True, "ok"
 
 
-def _call(stage: str, recipe, out, o: dict) -> Any:
+RTX_NOTE = ("`--engine-runtime tensorrt-rtx` builds an engine here, on the CPU (it runs on RTX GPUs only: "
+            "Ampere or newer GeForce/RTX/workstation cards, not data-centre GPUs such as the H100/H200)")
+TENSORRT_NOTE = "the TensorRT engine is built on a machine with TensorRT and a GPU (e.g. NVIDIA's DeepStream container)"
+
+
+def can_run(stage: str, options: RunOptions = RunOptions()) -> tuple[bool, str]:
+    """What `fbtool run` does with `stage` on this machine, in the words both `run` and `doctor` print.
+
+    (False, "skipped: <why>; <how to make it run>") where the stage cannot run here."""
+    if stage == "build-engine":
+        ok, why = tensorrt_status(options.engine_runtime)
+        if ok:
+            return True, f"builds a {options.engine_runtime} engine"
+        how = [TENSORRT_NOTE]
+        if options.engine_runtime == "tensorrt" and tensorrt_status("tensorrt-rtx")[0]:
+            how.insert(0, RTX_NOTE)
+        return False, f"skipped: {why}; " + "; ".join(how)
+    if stage == "deepstream":
+        return True, ("writes the nvinfer and deepstream-app configs and the blur script (running them needs a "
+                      "DeepStream host: see `fbtool doctor deepstream-app`)")
+    return True, "runs"
+
+
+def _call(stage: str, recipe, out, o: dict, force: bool = False) -> Any:
     """One stage, through the library function its command calls."""
     if stage == "export":
         from .export import export
@@ -115,7 +142,7 @@ def _call(stage: str, recipe, out, o: dict) -> Any:
     if stage == "build-parser":
         from .parser.stage import build_stage
 
-        return build_stage(recipe, out, ds_major=int(o["ds_major"]))
+        return build_stage(recipe, out, ds_major=int(o["ds_major"]), force=force)  # --force: no reuse either
     if stage == "deepstream":
         from .deepstream import emit
 
@@ -133,25 +160,29 @@ def run(recipe, out, options: RunOptions = RunOptions(), start: str | None = Non
     step.result) or "skip"; an exception it raises on "done" stops the chain with that stage not
     marked fresh (so the CLI's verdict on a stage counts as the stage's).
     """
-    tell = on_step or (lambda event, step: None)
+    with run_lock(out):  # one fbtool per run folder for the whole chain (re-entrant under the CLI's)
+        return _run(recipe, out, options, select(start, stop), force, on_step or (lambda event, step: None))
+
+
+def _run(recipe, out, options: RunOptions, stages: list[str], force: bool, tell) -> list[Step]:
     steps = []
-    for stage in select(start, stop):
+    for stage in stages:
         rf = RunFolder(out)
         o = options.for_stage(stage, out)
         fp = stage_fingerprint(rf, recipe, stage, o)
         skip = None
         if not force and rf.is_fresh(stage, fp):
             skip = "up to date"
-        elif stage == "build-engine":
-            ok, why = tensorrt_status(options.engine_runtime)
-            skip = None if ok else f"skipped: {why}"
+        else:
+            ok, why = can_run(stage, options)
+            skip = None if ok else why
         if skip:
             steps.append(Step(stage, False, skip))
             tell("skip", steps[-1])
             continue
         tell("start", Step(stage, True, "ran"))
         t1 = time.perf_counter()
-        result = _call(stage, recipe, out, o)
+        result = _call(stage, recipe, out, o, force)
         steps.append(Step(stage, True, "ran", time.perf_counter() - t1, result))
         tell("done", steps[-1])
         RunFolder(out).mark_fresh(stage, fp)  # re-read: the stage itself has just rewritten the manifest

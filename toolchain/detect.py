@@ -17,10 +17,12 @@ def detect(recipe, source, output, weights=None, onnx=None, max_frames: int | No
 
     from .detector import detect_batch
     from .draw import draw_detections
+    from .fsutil import refuse_overwrite
     from .runners import OrtRunner, TorchRunner
 
     src = resolve_media(source)
     out = Path(output)
+    refuse_overwrite({"-o": out, "--json": json_path}, {"the source": src, "--onnx": onnx, "--weights": weights})
     runner = OrtRunner(onnx) if onnx else TorchRunner(recipe, weights)
     results = []
     if is_image(src) or out.suffix.lower() in (".png", ".jpg", ".jpeg"):

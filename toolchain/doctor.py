@@ -195,30 +195,41 @@ def diagnose() -> list[Check]:
     return checks
 
 
-# Stage -> alternatives of requirement sets: the stage can run when every check of one set is ok.
-STAGES: dict[str, list[list[str]]] = {
-    "export": [["torch", "onnx", "onnxruntime"]],
+# Jobs beyond `fbtool run`'s stages -> alternatives of requirement sets: the job can run when every
+# check of one set is ok. `fbtool run`'s own stages are judged by chain.can_run, so that doctor says
+# what run will do, in run's words.
+JOBS: dict[str, list[list[str]]] = {
     "detect": [["torch", "onnxruntime"]],
-    "surgery": [["onnx", "onnxruntime"]],
-    "calibrate": [["onnx", "onnxruntime", "modelopt"]],
-    "build-engine": [["tensorrt", "gpu"], ["tensorrt-rtx"]],
     "build-engine-tensorrt": [["tensorrt", "gpu"]],
     "build-engine-rtx": [["tensorrt-rtx"]],
-    "validate": [["torch", "onnxruntime"]],
     "validate-tensorrt": [["tensorrt", "torch-cuda"], ["tensorrt-lean", "torch-cuda"]],
-    "build-parser": [["g++"]],
     "fuzz": [["libfuzzer"]],
-    "deepstream": [["deepstream", "gstreamer", "gpu"]],
+    "deepstream-app": [["deepstream", "gstreamer", "gpu"]],  # running what `fbtool deepstream` writes
     "blur": [["torch", "onnxruntime"]],
 }
 
 
-def stage_status(stage: str, checks: list[Check]) -> tuple[bool, str]:
-    if stage not in STAGES:
-        raise FbtoolError(f"doctor knows no stage {stage!r}", f"choose from {', '.join(STAGES)}")
+def run_stages() -> tuple[str, ...]:
+    from .chain import STAGES as CHAIN
+
+    return CHAIN
+
+
+def all_stages() -> list[str]:
+    return [*run_stages(), *JOBS]
+
+
+def stage_status(stage: str, checks: list[Check], engine_runtime: str = "tensorrt") -> tuple[bool, str]:
+    """(can run here, why): for `fbtool run`'s stages exactly what run does with its default options."""
+    if stage in run_stages():
+        from .chain import RunOptions, can_run
+
+        return can_run(stage, RunOptions(engine_runtime=engine_runtime))
+    if stage not in JOBS:
+        raise FbtoolError(f"doctor knows no stage {stage!r}", f"choose from {', '.join(all_stages())}")
     by_name = {c.name: c for c in checks}
     reasons = []
-    for option in STAGES[stage]:
+    for option in JOBS[stage]:
         missing = [n for n in option if not (n in by_name and by_name[n].ok)]
         if not missing:
             return True, "needs " + " + ".join(option)

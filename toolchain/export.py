@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,16 +43,17 @@ class ParityReport:
                 if not r["max_abs"] <= tensor_limit(recipe, r["output"])]
 
     def table(self) -> str:
-        lines = [f"{'batch':>5}  {'output':<10} {'max abs':>10} {'max rel':>10}"]
+        lines = [f"{'batch':>5}  {'output':<10} {'max abs':>10} {'of range':>9}"]
         for r in self.rows:
-            lines.append(f"{r['batch']:>5}  {r['output']:<10} {r['max_abs']:>10.2e} {r['max_rel']:>10.2e}")
+            lines.append(f"{r['batch']:>5}  {r['output']:<10} {r['max_abs']:>10.2e} {r['of_range']:>9.1e}")
         return "\n".join(lines)
 
 
 def compare_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], batch: int) -> list[dict]:
     from .compare.metrics import output_errors
 
-    return [{"batch": batch, "output": name, "max_abs": st["max_abs"], "max_rel": st["max_rel"], "finite": st["finite"]}
+    return [{"batch": batch, "output": name, "max_abs": st["max_abs"], "max_rel": st["max_rel"],
+             "range": st["range"], "of_range": st["of_range"], "finite": st["finite"]}
             for name, st in output_errors(ref, cand, "the ONNX").items()]
 
 
@@ -70,6 +72,14 @@ def check_parity(onnx_path: Path, recipe: Recipe, torch_runner, batches=(1, 4)) 
     return report
 
 
+@contextlib.contextmanager
+def _restore_level(logger, level):
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _torch_export(model, recipe: Recipe, path: Path, exporter: str, opset: int) -> None:
     import torch
 
@@ -77,7 +87,13 @@ def _torch_export(model, recipe: Recipe, path: Path, exporter: str, opset: int) 
     names = o.names
     dummy = torch.zeros(max(2, inp.batch.opt), inp.channels, inp.height, inp.width)
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+    # The exporter's registry logs "torchvision is not installed. Skipping torchvision::nms" (and 3 more)
+    # through `logging`, which redirect_stderr does not catch: fbtool never uses torchvision ops, so the
+    # user can do nothing about them. Raise that one logger's level for the export only.
+    reg_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = reg_log.level
+    reg_log.setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _restore_level(reg_log, level):
         if exporter == "dynamo":
             dim = torch.export.Dim("batch", min=1, max=max(inp.batch.max, 2))
             shape = {0: dim}
@@ -128,7 +144,7 @@ def export(recipe: Recipe, out: str | Path, weights=None, exporter: str = "dynam
 
     if exporter not in EXPORTERS:
         raise FbtoolError(f"unknown exporter {exporter!r}", f"choose one of {', '.join(EXPORTERS)}")
-    opset = opset or (18 if exporter == "dynamo" else recipe.opset)
+    opset = opset or recipe.opset  # the recipe's opset is the opset written, for either exporter
     t0 = time.perf_counter()
     weights_path = resolve_weights(recipe.weights, weights)
     weights_sha = sha256_file(weights_path)
@@ -136,12 +152,19 @@ def export(recipe: Recipe, out: str | Path, weights=None, exporter: str = "dynam
     run = RunFolder(out)
     target = run.file(name)
     info: dict = {"exporter": exporter, "opset": opset}
-    with atomic_path(target) as tmp:
+    from .progress import steps
+
+    with steps("export", 3 if check else 2) as step, atomic_path(target) as tmp:
+        step(f"torch.onnx {exporter} export, opset {opset}")
         _torch_export(runner.model, recipe, tmp, exporter, opset)
+        step("onnx.checker + shape inference")
         info["nodes"] = _finish_model(tmp, recipe, weights_sha, {"exporter": exporter, "opset": opset})
         if check:
+            step("parity vs PyTorch on real frames (batch 1, 4)")
             report = check_parity(tmp, recipe, runner)
-            info["parity"] = report.rows
+            from .compare.policy import tensor_limit
+
+            info["parity"] = [dict(r, limit=tensor_limit(recipe, r["output"])) for r in report.rows]
             bad = report.failures(recipe)
             if bad:
                 w = bad[0]

@@ -6,6 +6,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,9 @@ from pathlib import Path
 def temp_beside(target: Path) -> Path:
     """A new empty temporary file next to `target` (same folder, so a rename is atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=target.parent)
+    # The pid in the name lets a later run tell a killed writer's leftover from a live one (sweep_stale).
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".part" + target.suffix,
+                               dir=target.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -57,3 +62,92 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# `.<name>.<pid>.<random>.part<suffix>` (temp_beside) and `.parser-<pid>-<random>` (build folders).
+_TEMP_FILE = re.compile(r"^\..*\.(\d+)\.[A-Za-z0-9_]+\.part(\.[^.]*)?$|^\..*\.part\.[^.]*$")
+_TEMP_DIR = re.compile(r"^\.parser-(?:old-)?(\d+)?")
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(m: re.Match) -> bool:
+    pid = next((g for g in m.groups() if g and g.isdigit()), None)
+    return pid is None or not pid_alive(int(pid))
+
+
+def sweep_stale(folder: str | os.PathLike, depth: int = 1, only: str | None = None) -> list[Path]:
+    """Delete temporaries a killed fbtool left in `folder` (and its subfolders, `depth` deep).
+
+    Only names fbtool itself makes (temp_beside, `.parser-*` build folders) whose writer process is
+    gone; `only`: restrict to temporaries of the file named so. Returns what was removed."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        try:
+            is_dir = e.is_dir(follow_symlinks=False)
+        except OSError:
+            continue
+        if only is not None and not e.name.startswith(f".{only}.") and not e.name.startswith(f"..{only}."):
+            continue
+        if is_dir:
+            m = _TEMP_DIR.match(e.name)
+            if m and only is None and _stale(m):
+                shutil.rmtree(e.path, ignore_errors=True)
+                removed.append(Path(e.path))
+            elif depth > 0 and not e.name.startswith(".") and only is None:
+                removed += sweep_stale(e.path, depth - 1)
+            continue
+        m = _TEMP_FILE.match(e.name)
+        if m and _stale(m):
+            with contextlib.suppress(OSError):
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+    return removed
+
+
+def is_regular(path: str | os.PathLike) -> bool:
+    """A regular file (after symlinks): not a folder, FIFO, socket or device."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def refuse_overwrite(outputs: dict[str, str | os.PathLike | None], inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Raise when an output path is an input, or two outputs are one path (names are the option names)."""
+    from .errors import FbtoolError
+
+    outs = [(k, Path(v)) for k, v in outputs.items() if v is not None]
+    ins = [(k, Path(v)) for k, v in inputs.items() if v is not None]
+    for i, (ko, po) in enumerate(outs):
+        for ki, pi in ins:
+            if same_file(po, pi):
+                raise FbtoolError(f"{ko} {po} would overwrite the input {ki} {pi}", f"choose another path for {ko}")
+        for ko2, po2 in outs[i + 1:]:
+            if same_file(po, po2):
+                raise FbtoolError(f"{ko} and {ko2} are the same file {po}", "give each output its own path")

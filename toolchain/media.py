@@ -27,6 +27,8 @@ def media_dirs() -> list[Path]:
 
 def resolve_media(name: str | os.PathLike) -> Path:
     p = Path(name)
+    if p.is_dir():
+        raise FbtoolError(f"media {name} is a folder", "give an image, GIF or MP4 file")
     if p.exists():
         return p
     if not p.is_absolute():
@@ -53,6 +55,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def iter_frames(path: str | os.PathLike, step: int = 1, start: int = 0,
                 max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (frame index, BGR frame). Images yield one frame (index 0)."""
+    if max_frames is not None and max_frames < 1:
+        raise FbtoolError(f"max_frames must be at least 1, got {max_frames}", "leave it out for every frame")
+    if start < 0 or step < 1:
+        raise FbtoolError(f"start must be >= 0 and step >= 1, got {start} and {step}")
     p = resolve_media(path)
     if is_image(p):
         if start == 0:
@@ -129,8 +135,13 @@ def video_info(path) -> dict:
 
     try:
         with av.open(str(p)) as c:
+            if not c.streams.video:
+                raise FbtoolError(f"{p} has no video stream", "give an image, GIF or MP4 file with video")
             s = c.streams.video[0]
             fps = float(s.average_rate or s.guessed_rate or 25)
             return {"fps": fps, "frames": int(s.frames or 0), "width": s.width, "height": s.height}
+    except FbtoolError:
+        raise
     except Exception as exc:
-        raise FbtoolError(f"cannot open video {p}: {str(exc).splitlines()[0][:100]}") from None
+        raise FbtoolError(f"cannot open video {p}: {(str(exc).splitlines() or [type(exc).__name__])[0][:100]}",
+                          "is it a complete MP4/GIF file?") from None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,14 @@ from .errors import FbtoolError
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 DEFAULT_RECIPE = "retinaface_mnet025"
+# Names become file names (configs, scripts) and labels go into labels.txt and a shell script's
+# comments: a small safe character set keeps them from leaving a folder or reaching a shell.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+LABEL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ .-]{0,62}[A-Za-z0-9_.-]|[A-Za-z0-9_]")
+MAX_SIDE = 8192  # input width/height: larger is a typo, not a face detector
+MAX_BATCH = 1024
+MAX_LIST = 1024  # items in any recipe list (labels, media, anchors)
+MAX_ALIASES = 100  # YAML aliases per file: a recipe needs few; an alias bomb needs many
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,7 @@ class Recipe:
     surgery: Surgery = Surgery()
     blur: BlurSpec = BlurSpec()
     labels: tuple[str, ...] = ("face",)
-    opset: int = 17
+    opset: int = 18
     validation_media: tuple[str, ...] = ()
     calibration_media: tuple[str, ...] = ()
     source: str | None = None  # path the recipe was loaded from
@@ -228,6 +238,8 @@ def _coerce(f: dataclasses.Field, value: Any, where: str):
         if "None" in t:
             return None
         raise FbtoolError(f"recipe field '{where}' must not be empty")
+    if t.startswith("tuple") and isinstance(value, (list, tuple)) and len(value) > MAX_LIST:
+        raise FbtoolError(f"recipe field '{where}' has {len(value)} entries", f"at most {MAX_LIST}")
     try:
         if t.startswith("tuple[tuple"):
             return tuple(tuple(float(x) for x in row) for row in value)
@@ -236,7 +248,9 @@ def _coerce(f: dataclasses.Field, value: Any, where: str):
         if t.startswith("tuple[float"):
             return tuple(float(x) for x in value)
         if t.startswith("tuple[str"):
-            return tuple(str(x) for x in value)
+            if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
+                raise ValueError  # str() of nested lists would expand a YAML alias bomb
+            return tuple(value)
         if t == "bool":
             if not isinstance(value, bool):
                 raise ValueError
@@ -252,7 +266,9 @@ def _coerce(f: dataclasses.Field, value: Any, where: str):
                 raise ValueError
             return value
     except (TypeError, ValueError):
-        raise FbtoolError(f"recipe field '{where}' has a bad value {value!r}", f"expected {t}") from None
+        import reprlib
+
+        raise FbtoolError(f"recipe field '{where}' has a bad value {reprlib.repr(value)}", f"expected {t}") from None
     return value
 
 
@@ -260,6 +276,14 @@ def _check(r: Recipe) -> None:
     def bad(field_name: str, why: str):
         raise FbtoolError(f"recipe field '{field_name}' {why}", f"fix it in {r.source or 'the recipe'}")
 
+    if not NAME_RE.fullmatch(r.name):
+        bad("name", f"{r.name[:40]!r} must be 1-64 letters, digits, '_', '-', '.' (it names files)")
+    if not r.labels:
+        bad("labels", "must name at least one class")
+    for i, label in enumerate(r.labels):
+        if not LABEL_RE.fullmatch(label):
+            bad(f"labels[{i}]", f"{label[:40]!r} must be 1-64 letters, digits, '_', '-', '.', inner spaces")
+    _check_numbers(r, bad)
     if r.preprocess.color not in ("bgr", "rgb"):
         bad("preprocess.color", f"must be bgr or rgb, got {r.preprocess.color!r}")
     if len(r.preprocess.mean) != 3:
@@ -268,28 +292,45 @@ def _check(r: Recipe) -> None:
         bad("preprocess.scale", "must be > 0")
     if r.preprocess.interpolation not in ("nearest", "bilinear"):
         bad("preprocess.interpolation", "must be nearest or bilinear")
-    stride = max(r.anchors.steps) if r.anchors.steps else 1
     for dim in ("width", "height"):
         v = getattr(r.input, dim)
-        if v <= 0 or v % 32:
-            bad(f"input.{dim}", f"must be a positive multiple of 32, got {v}")
+        if v <= 0 or v % 32 or v > MAX_SIDE:
+            bad(f"input.{dim}", f"must be a positive multiple of 32 up to {MAX_SIDE}, got {v}")
     b = r.input.batch
-    if not (1 <= b.min <= b.opt <= b.max):
-        bad("input.batch", f"needs 1 <= min <= opt <= max, got {b.min}/{b.opt}/{b.max}")
+    if not (1 <= b.min <= b.opt <= b.max <= MAX_BATCH):
+        bad("input.batch", f"needs 1 <= min <= opt <= max <= {MAX_BATCH}, got {b.min}/{b.opt}/{b.max}")
+    if not r.anchors.steps:
+        bad("anchors.steps", "must list at least one stride")
     if len(r.anchors.steps) != len(r.anchors.min_sizes):
         bad("anchors.min_sizes", "needs one list per entry of anchors.steps")
-    if stride <= 0:
+    if any(s <= 0 for s in r.anchors.steps):
         bad("anchors.steps", "must be positive")
+    if any(not row or any(m <= 0 for m in row) for row in r.anchors.min_sizes):
+        bad("anchors.min_sizes", "every size must be positive")
     if len(r.anchors.variance) != 2:
         bad("anchors.variance", "must have 2 values")
+    if any(v <= 0 for v in r.anchors.variance):
+        bad("anchors.variance", "must be positive")
     if not 0 < r.thresholds.score < 1:
         bad("thresholds.score", "must be in (0, 1)")
     if not 0 < r.thresholds.nms_iou <= 1:
         bad("thresholds.nms_iou", "must be in (0, 1]")
+    # top_k is nvinfer's topk too: there 0 keeps NO object, while the parser and the reference would
+    # read 0 as "no limit" (gst_nvinfer_parse_class_attrs refuses < 0)
+    if r.thresholds.pre_nms_top_k < 1:
+        bad("thresholds.pre_nms_top_k", "must be >= 1")
+    if r.thresholds.top_k < 1:
+        bad("thresholds.top_k", "must be >= 1")
     if r.mask.resolution < 4 or r.mask.resolution > 512:
         bad("mask.resolution", "must be in [4, 512]")
-    if not r.labels:
-        bad("labels", "must name at least one class")
+    if not 0 <= r.mask.feather <= 1:
+        bad("mask.feather", "must be in [0, 1]")
+    for f in dataclasses.fields(Tolerances):
+        v = getattr(r.tolerances, f.name)
+        if v < 0 or (f.name.endswith(("f1", "iou")) and v > 1):
+            bad(f"tolerances.{f.name}", "must be >= 0" + (" and <= 1" if f.name.endswith(("f1", "iou")) else ""))
+    if r.outputs.num_landmarks < 0:
+        bad("outputs.num_landmarks", "must be >= 0")
     if r.surgery.top_k < 0:
         bad("surgery.top_k", "must be >= 0 (0 = off)")
     if not 0 <= r.surgery.score_prefilter < 1:
@@ -310,8 +351,25 @@ def _check(r: Recipe) -> None:
         bad("blur.blocks_per_face", "must be in [1, 16]")
     if bl.mode not in ("blur", "pixelate", "solid"):
         bad("blur.mode", f"must be blur, pixelate or solid, got {bl.mode!r}")
-    if len(r.weights.sha256) != 64:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", r.weights.sha256):
         bad("weights.sha256", "must be a 64-character hex sha256")
+    if Path(r.weights.file).name != r.weights.file or r.weights.file in ("", ".", ".."):
+        bad("weights.file", "must be a plain file name (looked up in the cache and mirrors)")
+
+
+def _check_numbers(r: Recipe, bad) -> None:
+    """NaN and infinity pass every `<`/`>` test: refuse them in every float of the recipe."""
+    def walk(obj, where):
+        if isinstance(obj, float) and not math.isfinite(obj):
+            bad(where, f"must be a finite number, got {obj}")
+        elif dataclasses.is_dataclass(obj):
+            for f in dataclasses.fields(obj):
+                walk(getattr(obj, f.name), f"{where}.{f.name}" if where else f.name)
+        elif isinstance(obj, tuple):
+            for x in obj:
+                walk(x, where)
+
+    walk(r, "")
 
 
 def with_blur(r: Recipe, **changes) -> Recipe:
@@ -338,12 +396,29 @@ def resolve_recipe_path(recipe: str | Path | None) -> Path:
     raise FbtoolError(f"recipe {recipe!r} not found", f"give a YAML path or one of: {', '.join(names)}")
 
 
+class _SafeLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a file with many aliases (a "billion laughs" bomb)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_ALIASES:
+                raise FbtoolError(f"recipe uses more than {MAX_ALIASES} YAML aliases", "write the values out")
+        return super().compose_node(parent, index)
+
+
 def load_recipe(recipe: str | Path | None = None) -> Recipe:
     path = resolve_recipe_path(recipe)
+    if path.is_dir():
+        raise FbtoolError(f"recipe {path} is a folder", "give the recipe's YAML file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_SafeLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError:
         raise FbtoolError(f"recipe file {path} does not exist", "check the --recipe path") from None
+    except UnicodeDecodeError:
+        raise FbtoolError(f"recipe {path} is not UTF-8 text", "save it as UTF-8") from None
+    except OSError as exc:
+        raise FbtoolError(f"recipe {path} cannot be read: {exc.strerror}", "check the --recipe path") from None
     except yaml.YAMLError as exc:
         raise FbtoolError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     return recipe_from_dict(data, source=str(path))

@@ -12,6 +12,13 @@ from .errors import FbtoolError
 from .fsutil import temp_beside
 
 
+def check_encodable(frame: np.ndarray) -> None:
+    h, w = frame.shape[:2]
+    if h < 2 or w < 2:  # yuv420p needs even sides: a 1-pixel side would become 0
+        raise FbtoolError(f"the frames are {w}x{h} pixels, too small to encode as H.264",
+                          "give a video of at least 2x2 pixels")
+
+
 class VideoWriter:
     def __init__(self, path, fps: float | None = None, source=None, codec: str = "libx264", crf: int = 18):
         self.path = Path(path)
@@ -32,6 +39,7 @@ class VideoWriter:
         import av
 
         if self.container is None:
+            check_encodable(frame_bgr)
             h, w = frame_bgr.shape[:2]
             self.container = av.open(str(self.tmp), mode="w", format="mp4")
             self.stream = self.container.add_stream(self.codec, rate=self.fps)

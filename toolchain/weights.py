@@ -34,6 +34,8 @@ def mirror_dirs() -> list[Path]:
 
 
 def verify(path: Path, expected: str) -> Path:
+    if path.stat().st_size == 0:
+        raise FbtoolError(f"weights {path} are empty (0 bytes)", "fetch the published file again")
     actual = sha256_file(path)
     if actual != expected:
         raise FbtoolError(
@@ -46,18 +48,33 @@ def verify(path: Path, expected: str) -> Path:
 def resolve_weights(spec: Weights, explicit: str | os.PathLike | None = None, download: bool = True) -> Path:
     if explicit is not None:
         p = Path(explicit)
+        if p.is_dir():
+            raise FbtoolError(f"--weights {p} is a folder", "give the .pth file itself")
         if not p.is_file():
             raise FbtoolError(f"weights file {p} does not exist", "check the --weights path")
         return verify(p, spec.sha256)
     cached = cache_dir() / spec.sha256[:16] / spec.file
+    # A corrupt cache entry (our own copy, e.g. cut by a full disk) must not hide the mirror's good
+    # one; a mirror's copy is what the user pointed at, so a bad one there is an error.
+    bad_cache: FbtoolError | None = None
     if cached.is_file():
-        return verify(cached, spec.sha256)
+        try:
+            return verify(cached, spec.sha256)
+        except FbtoolError as exc:
+            bad_cache = exc
     for d in mirror_dirs():
         p = d / spec.file
         if p.is_file():
             return verify(p, spec.sha256)
     if download and spec.url:
-        return _download(spec, cached)
+        try:
+            return _download(spec, cached)
+        except FbtoolError:
+            if bad_cache is not None:
+                raise bad_cache from None
+            raise
+    if bad_cache is not None:
+        raise bad_cache
     where = ", ".join(str(d) for d in mirror_dirs())
     raise FbtoolError(
         f"weights {spec.file} not found (looked in {cache_dir()} and {where})",
@@ -88,7 +105,7 @@ def load_state_dict(path: Path):
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise FbtoolError(f"weights {path} could not be read: {str(exc).splitlines()[0][:120]}",
+        raise FbtoolError(f"weights {path} could not be read: {(str(exc).splitlines() or [type(exc).__name__])[0][:120]}",
                           "the file is corrupt; fetch it again") from None
     if isinstance(sd, dict) and "state_dict" in sd:
         sd = sd["state_dict"]

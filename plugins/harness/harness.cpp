@@ -68,9 +68,10 @@ void set_error(char* err, int len, const char* msg) {
 
 }  // namespace
 
-// Open a parser library (RTLD_NOW | RTLD_LOCAL, like nvinfer). Returns the dlopen handle or null.
+// Open a parser library as nvinfer does (nvdsinfer_context_impl.cpp: DlLibHandle(customLibPath,
+// RTLD_LAZY), dlopen(path, mode) in nvdsinfer_func_utils.cpp). Returns the dlopen handle or null.
 HARNESS_API void* fbt_open(const char* path, char* err, int err_len) {
-  void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  void* h = dlopen(path, RTLD_LAZY);
   if (h == nullptr) set_error(err, err_len, dlerror());
   return h;
 }

@@ -494,6 +494,11 @@ FBTOOL_EXPORT bool NvDsInferParseFbtoolFaceMask(std::vector<NvDsInferLayerInfo> 
       // The ellipse comes from the whole (unclipped) face; the mask covers the emitted box.
       std::unique_ptr<float[]> mask(new float[static_cast<size_t>(kMaskResolution) * kMaskResolution]);
       rasterize(ellipse_params(f), x1, y1, x2, y2, kMaskResolution, kMaskResolution, mask.get());
+      // nvdsosd's blur (cuosd_kernel.cu, render_blur_kernel) skips a cell only where the mask is
+      // exactly 0 and ignores segmentation-threshold: zero everything outside the contour (the
+      // ellipse edge is probability 0.5) so DeepStream blurs the area validate judges.
+      for (size_t k = 0; k < static_cast<size_t>(kMaskResolution) * kMaskResolution; ++k)
+        if (!(mask[k] >= 0.5f)) mask[k] = 0.0f;
       obj.mask_width = kMaskResolution;
       obj.mask_height = kMaskResolution;
       obj.mask_size = static_cast<unsigned>(sizeof(float) * kMaskResolution * kMaskResolution);

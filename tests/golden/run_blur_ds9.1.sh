@@ -6,10 +6,11 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 INPUT="${1:-file:///opt/nvidia/deepstream/deepstream/samples/streams/sample_1080p_h264.mp4}"
-OUTPUT="${2:-fbtool_retinaface_mnet025_blurred.mp4}"
-# nvinfer gie-unique-id 1, class ids of the recipe's labels (face).
-# Check the value format with `gst-inspect-1.0 nvdsosd` on your DeepStream version.
-BLUR_IDS="${BLUR_IDS:-1:0}"
+DEFAULT_OUTPUT=fbtool_retinaface_mnet025_blurred.mp4
+OUTPUT="${2:-$DEFAULT_OUTPUT}"
+# <gie-unique-id>,<class id> pairs separated by `;`: nvinfer gie-unique-id 1, the recipe's labels
+# (face), as gst_nvds_osd_set_property parses them.
+BLUR_IDS="${BLUR_IDS:-1,0}"
 # x264enc (software): data-centre GPUs have no NVENC; use nvv4l2h264enc where the GPU has one.
 ENCODER="${ENCODER:-x264enc}"
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FbtoolError
-from ..fsutil import write_text
 from .engines import Engine
 from .pipeline.core import Pipeline, Stage
 
@@ -108,37 +107,59 @@ def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frame
     audit (toolchain.blur.audit: `<stem>.audit.json`, `<stem>.audit.png`)."""
     import os
 
+    from ..fsutil import refuse_overwrite, sweep_stale, temp_beside, write_text
     from ..media import iter_frames, resolve_media, video_info
     from .audio import keep_audio
 
+    if max_frames is not None and max_frames < 1:
+        raise FbtoolError(f"--max-frames must be at least 1, got {max_frames}", "leave it out for every frame")
+    if start < 0:
+        raise FbtoolError(f"--start must be >= 0, got {start}", "frames are counted from 0")
     src = resolve_media(source)
     out = Path(output)
     if out.suffix.lower() != ".mp4":
         raise FbtoolError(f"output {out} is not an .mp4", "the blur job writes H.264 MP4: name it *.mp4")
-    if out.resolve() == src.resolve():
-        raise FbtoolError("the output would overwrite the input", "choose another output name")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise FbtoolError(f"output {out} is a folder", "give a file name ending in .mp4")
     paths = output_paths(out)
     encoded = paths["unverified"] if verify else out
+    refuse_overwrite({"-o": out, "--json": json_path, "the sidecar": paths["sidecar"]},
+                     {"the video": src, **engine.inputs})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out.parent, only=encoded.name)  # part files of a killed earlier run to this output
+    # The JSON's temporary is made first: an unwritable --json fails before minutes of work, and a
+    # late failure (JSON, audio) removes the new video (no half result).
+    json_tmp = temp_beside(Path(json_path)) if json_path else None
+    had_output = encoded.exists()
     results: list = []
     bar = None
     vinfo = video_info(src)
-    if progress:
-        from tqdm import tqdm
-
-        total = max(int(vinfo.get("frames") or 0) - start, 0) or None
-        total = min(total, max_frames) if total and max_frames else (total or max_frames)
-        bar = tqdm(total=total, unit="frame", desc=f"blur {src.name}", dynamic_ncols=True)
     try:
-        info = run_frames(engine, recipe, iter_frames(src, start=start, max_frames=max_frames),
-                          writer_factory=_writer_factory(encoded, src), results=results,
-                          progress=bar.update if bar is not None else None)
+        if progress:
+            from tqdm import tqdm
+
+            total = max(int(vinfo.get("frames") or 0) - start, 0) or None
+            total = min(total, max_frames) if total and max_frames else (total or max_frames)
+            bar = tqdm(total=total, unit="frame", desc=f"blur {src.name}", dynamic_ncols=True)
+        try:
+            info = run_frames(engine, recipe, iter_frames(src, start=start, max_frames=max_frames),
+                              writer_factory=_writer_factory(encoded, src), results=results,
+                              progress=bar.update if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        info["audio_packets"] = keep_audio(encoded, src, start, info["frames"], vinfo.get("fps"))
+        if json_tmp is not None:
+            json_tmp.write_text("".join(json.dumps({"frame": r["frame"], "faces": r["faces"]}) + "\n"
+                                        for r in results))
+            os.replace(json_tmp, json_path)
+    except BaseException:
+        if not had_output and encoded.exists():
+            encoded.unlink()
+        raise
     finally:
-        if bar is not None:
-            bar.close()
-    info["audio_packets"] = keep_audio(encoded, src, start, info["frames"], vinfo.get("fps"))
-    if json_path:
-        write_text(json_path, "".join(json.dumps({"frame": r["frame"], "faces": r["faces"]}) + "\n" for r in results))
+        if json_tmp is not None and json_tmp.exists():
+            json_tmp.unlink()
     tracked = bool(results) and "blurred" in results[0]
     blurred = {r["frame"]: r["blurred"] if tracked else r["faces"] for r in results}
     sidecar = {"source": str(src), "output": str(out), "backend": engine.name,

@@ -7,7 +7,7 @@ here, once, and reports a clear error where it cannot run on this machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class Engine:
     batch: int = 4
     emulator: Any = None  # nvinfer backend: toolchain.nvinfer.emulation.NvInferEmulator (frames in, objects out)
     cuda_blur: str = DEFAULT_CUDA_BLUR  # tensor engine: which torch blur (blur.ops.CUDA_BLUR_MODES)
+    inputs: dict = field(default_factory=dict)  # files the engine reads: no output may overwrite them
 
     @property
     def cuda(self) -> bool:
@@ -63,7 +64,7 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
         path = _onnx_path(onnx, run_dir)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
         r = open_runner("onnxruntime", path, providers=providers, threads=threads)
-        return Engine(backend, device, r.name, runner=r, batch=batch or 4)
+        return Engine(backend, device, r.name, runner=r, batch=batch or 4, inputs={"--onnx": path})
     if backend == "torch":
         if device == "cpu" and tensor_path:
             from ..models import build_model
@@ -106,14 +107,19 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
 
             path = RunFolder(run_dir or "runs/default").get(ENGINE, required=True)
         r = open_runner("tensorrt", path)
-        return Engine(backend, device, r.name, runner=r, batch=batch or 4)
+        return Engine(backend, device, r.name, runner=r, batch=batch or 4, inputs={"--engine": path})
     from ..nvinfer import emulation as emu
     from ..runfolder import INFER_CONFIG, RunFolder
 
     config = RunFolder(run_dir or "runs/default").get(INFER_CONFIG, required=True)
+    # Never the Python stand-in: this backend answers "what would DeepStream do", which needs the very
+    # library the config names (a failed dlopen or a missing library is an error, not a fallback).
     try:
-        parser, pname = emu.NvInferEmulator.harness_for(emu.read_config(config)), "compiled parser"
-    except FbtoolError:  # no built parser library: the Python stand-in with the same contract
-        parser, pname = emu.ReferenceParser(recipe), "reference parser (no built parser library)"
+        parser = emu.NvInferEmulator.harness_for(emu.read_config(config))
+    except FbtoolError as exc:
+        raise FbtoolError(f"the nvinfer backend cannot load the config's parser: {exc.message}",
+                          "run `fbtool build-parser` then `fbtool deepstream` into the run folder, "
+                          "or use --backend ort") from None
     e = emu.NvInferEmulator(config, parser=parser)
-    return Engine(backend, device, f"nvinfer-emulation ({pname})", emulator=e, batch=batch or e.batch)
+    return Engine(backend, device, "nvinfer-emulation (compiled parser)", emulator=e, batch=batch or e.batch,
+                  inputs={"the nvinfer config": config})

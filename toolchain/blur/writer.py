@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..video_writer import VideoWriter
+from ..video_writer import VideoWriter, check_encodable
 
 X264_PARAMS = "psy-rd=0,0:aq-mode=0"
 CRF = 10
@@ -30,6 +30,7 @@ class BlurWriter(VideoWriter):
         if self.container is None:  # open the stream as the base class does, with our options
             import av
 
+            check_encodable(frame_bgr)
             h, w = frame_bgr.shape[:2]
             self.container = av.open(str(self.tmp), mode="w", format="mp4")
             self.stream = self.container.add_stream(self.codec, rate=self.fps)

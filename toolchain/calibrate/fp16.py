@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import FbtoolError, require
 from ..fsutil import atomic_path
-from .qdq import copy_metadata, high_precision_nodes, quiet
+from .qdq import copy_metadata, high_precision_nodes, private_copy, quiet
 from .stats import FP16_MAX
 
 HEADROOM = 4.0  # an activation seen at 16k on 64 frames may reach 65504 on some other frame
@@ -67,10 +67,11 @@ def convert_fp16(src_onnx: str | os.PathLike, calib_batch: np.ndarray, out_path:
         data = Path(td) / "calib.npz"
         feed: dict = {input_name: np.ascontiguousarray(calib_batch, dtype=np.float32)}
         np.savez(data, **feed)
+        private = private_copy(src_onnx, td)
         try:
             with quiet(log):
                 model = convert_to_mixed_precision(
-                    str(src_onnx), low_precision_type="fp16", keep_io_types=True, calibration_data=str(data),
+                    str(private), low_precision_type="fp16", keep_io_types=True, calibration_data=str(data),
                     nodes_to_exclude=[f"^{re.escape(n)}$" for n in keep], providers=["cpu"])
         except Exception as exc:
             raise FbtoolError(f"Model Optimizer AutoCast failed: {str(exc).splitlines()[0][:120]}",

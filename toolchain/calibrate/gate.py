@@ -118,6 +118,9 @@ def accuracy_gate(recipe, candidate_onnx, frames: Sequence, precision: str = "in
     check_outputs_live({k: float(np.abs(v).max()) if v.size else 0.0 for k, v in outs.items()},
                        f"the {precision} model {os.path.basename(str(candidate_onnx))}")
     summary, matches = compare_detections(ref.detections, dets, iou_threshold=0.5, with_masks=False)
+    if summary.tp + summary.fn == 0:  # F1 would read 1.0 on nothing
+        raise FbtoolError(f"no face in the validation media ({len(frames)} frames): the gate cannot judge",
+                          "give held-out clips that show faces")
     deltas = np.asarray([d for m in matches for d in m.score_deltas], dtype=np.float64)
     against = ref.outputs
     if baseline_onnx is not None and not set(outs) & set(ref.outputs):

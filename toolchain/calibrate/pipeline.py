@@ -35,6 +35,15 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
               sources: Sequence[str] | None = None, frames: int = 64, eval_frames: int = 40,
               trt_version: str = "10.3", validation: Sequence[str] | None = None) -> dict:
     """Calibrate the run folder's model. `sources`/`validation` default to the recipe's media lists."""
+    from ..progress import steps
+
+    n_methods = len(dict.fromkeys(methods))
+    # calibration set, statistics, reference run, then per product: make it, gate it
+    with steps("calibrate", 3 + 2 * n_methods + (2 if fp16 else 0)) as step:
+        return _calibrate(recipe, out, methods, fp16, sources, frames, eval_frames, trt_version, validation, step)
+
+
+def _calibrate(recipe, out, methods, fp16, sources, frames, eval_frames, trt_version, validation, step) -> dict:
     from ..calibset import build_calibration_set, spread_frames
     from ..trt.calib_cache import ALGORITHMS, trt_version_number, write_cache
     from .fp16 import convert_fp16
@@ -59,12 +68,19 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
     sources = list(sources) if sources else list(recipe.calibration_media)
     folder = run.root / CALIB_DIR
 
+    step(f"calibration set ({frames} frames)")
     cs = build_calibration_set(recipe, sources, frames, folder, validation)
     gate_frames = spread_frames(validation, eval_frames)
     check_held_out(gate_frames, cs.source_hashes)
+    step(f"activation statistics ({len(cs)} frames, 2 passes)")
     stats = collect(src, cs)
     stats_path = stats.save(folder / "stats.npz")
+    step(f"PyTorch fp32 reference on {len(gate_frames)} held-out frames")
     reference = reference_run(recipe, gate_frames)
+    if not any(len(d) for d in reference.detections):
+        raise FbtoolError(f"no face in the validation media ({len(gate_frames)} frames of "
+                          f"{', '.join(map(str, validation))}): the accuracy gate would pass on nothing",
+                          "give held-out clips that show faces (--eval-source or validation_media)")
 
     artifacts: dict[str, str | os.PathLike] = {"calib_set": folder / "calib_manifest.json", "calib_data": folder / "calib_set.npy",
                                   "stats": stats_path}
@@ -73,13 +89,22 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
                   "trt_version": trt_version, "trt_version_number": trt_number, "products": {}}
     failed: list[str] = []
 
-    def gate(key: str, path: Path, precision: str, extra: dict) -> None:
-        g = accuracy_gate(recipe, path, gate_frames, precision, reference, cs.source_hashes, baseline_onnx=src)
+    def gate(key: str, path: Path, precision: str, extra: dict, companion: str | None = None) -> None:
+        step(f"gate {key} on {len(gate_frames)} held-out frames")
+        try:
+            g = accuracy_gate(recipe, path, gate_frames, precision, reference, cs.source_hashes, baseline_onnx=src)
+        except BaseException:  # a gate that could not judge leaves no unjudged product behind
+            path.unlink(missing_ok=True)
+            if companion is not None:
+                Path(artifacts.pop(companion)).unlink(missing_ok=True)
+            raise
         info["products"][key] = {"file": path.name, "gate": g, **extra}
         if g["passed"]:
             artifacts[key] = path
-        else:
+        else:  # neither the model nor its scales (the cache) may be deployed
             path.unlink(missing_ok=True)
+            if companion is not None:
+                Path(artifacts.pop(companion)).unlink(missing_ok=True)
             failed.append(f"{key}: {'; '.join(g['failures'])}")
 
     primary = methods[0] if methods else ""
@@ -88,10 +113,13 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
                             ALGORITHMS[method])
         artifacts[_key("calib_cache", method, primary)] = cache
         qdq_path = run.file(f"{src.stem}_int8_{method}.onnx")
+        step(f"INT8 Q/DQ ({method}, Model Optimizer)")
         q = quantize_int8(src, cs.array(), method, cache, qdq_path)
-        gate(_key("int8_qdq", method, primary), qdq_path, f"int8-{method}", {"quantization": q})
+        gate(_key("int8_qdq", method, primary), qdq_path, f"int8-{method}", {"quantization": q},
+             companion=_key("calib_cache", method, primary))
     if fp16:
         f16_path = run.file(f"{src.stem}_fp16.onnx")
+        step("FP16 (AutoCast)")
         f = convert_fp16(src, cs.tensors(0, min(8, len(cs))), f16_path, stats, recipe.input.name)
         gate("fp16", f16_path, "fp16", {"autocast": f})
 

@@ -20,6 +20,8 @@ import io
 import logging
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from ..errors import FbtoolError, require
@@ -86,6 +88,15 @@ def copy_metadata(src_model, dst_model, extra: dict) -> None:
     set_metadata(dst_model, extra)
 
 
+def private_copy(src: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """A copy of `src` for a third-party tool: Model Optimizer rewrites its input in place (shape
+    inference) and writes `_named`/`_opset19`/`_reconciled` files beside it; none of that may touch
+    the run folder's recorded model."""
+    dst = Path(tempfile.mkdtemp(prefix="in-", dir=folder)) / Path(src).name
+    shutil.copyfile(src, dst)
+    return dst
+
+
 def quantize_int8(src_onnx: str | os.PathLike, calib_data, method: str, cache_path: str | os.PathLike,
                   out_path: str | os.PathLike) -> dict:
     """Write a Q/DQ INT8 ONNX to `out_path` (atomically). Returns what was quantized and what was not."""
@@ -99,10 +110,13 @@ def quantize_int8(src_onnx: str | os.PathLike, calib_data, method: str, cache_pa
     keep = high_precision_nodes(src)
     log = io.StringIO()
     out_path = Path(out_path)
-    with atomic_path(out_path) as tmp:
+    with tempfile.TemporaryDirectory(prefix="fbtool-modelopt-") as td, atomic_path(out_path) as final:
+        private = private_copy(src_onnx, td)
+        tmp = Path(td) / "out" / out_path.name  # Model Optimizer's own outputs stay in the private folder
+        tmp.parent.mkdir()
         try:
             with quiet(log):
-                quantize(str(src_onnx), quantize_mode="int8", calibration_data=np.ascontiguousarray(calib_data),
+                quantize(str(private), quantize_mode="int8", calibration_data=np.ascontiguousarray(calib_data),
                          calibration_method=method, calibration_cache_path=str(cache_path),
                          calibration_eps=["cpu"], high_precision_dtype="fp32",
                          nodes_to_exclude=[f"^{re.escape(n)}$" for n in keep],
@@ -118,6 +132,6 @@ def quantize_int8(src_onnx: str | os.PathLike, calib_data, method: str, cache_pa
         kept = unquantized_nodes(model)
         copy_metadata(src, model, {"precision": "int8-qdq", "calibration_method": method,
                                    "int8_high_precision_nodes": sorted(set(keep) | {k["node"] for k in kept})})
-        onnx.save(model, str(tmp))
+        onnx.save(model, str(final))
     return {"method": method, "quantize_linear_nodes": qnodes, "excluded_by_fbtool": keep,
             "high_precision_nodes": kept, "bytes": out_path.stat().st_size}

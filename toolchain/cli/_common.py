@@ -18,8 +18,18 @@ def recipe_option(f):
                         help="Recipe YAML (or a name in recipes/). Default: retinaface_mnet025.")(f)
 
 
+def _lock_run_folder(ctx, param, value):
+    """One fbtool per run folder for the whole command (released when the command's context closes)."""
+    from ..runfolder import run_lock
+
+    if value is not None and not ctx.resilient_parsing:
+        ctx.with_resource(run_lock(value))  # errors reach the group's one-line handler
+    return value
+
+
 def out_option(f):
     return click.option("-o", "--out", "out", default="runs/default", show_default=True, metavar="DIR",
+                        callback=_lock_run_folder,
                         help="Run folder shared by the stages (holds manifest.json).")(f)
 
 

@@ -36,9 +36,12 @@ def command(recipe, out, method, fp16, no_int8, sources, eval_sources, frames, e
 
 
 def show(info: dict, out, t0: float) -> None:
+    click.echo(f"  gate vs PyTorch fp32 on {info['gate_frames']} held-out frames ({info['reference_faces']} faces; "
+               "validate judges its own frame set, so its figures differ)")
     for key, p in info["products"].items():
         g = p["gate"]
-        click.echo(f"  {key:<13} F1 {g['f1']:.4f}  mean IoU {g['mean_iou']:.4f}  landmarks {g['mean_landmark_px']:.2f} px"
+        click.echo(f"  {key:<13} F1 {g['f1']:.4f}  mean IoU {g['mean_iou']:.4f}  landmarks mean "
+                   f"{g['mean_landmark_px']:.2f} / max {g['max_landmark_px']:.2f} px"
                    f"  max score delta {g['max_score_delta']:.3f}  ({g['tp']} tp, {g['fp']} fp, {g['fn']} fn)")
     success("calibrate", t0, f"{info['calibration_frames']} calibration frames, gate on {info['gate_frames']} "
             f"held-out frames; {', '.join(info['products'])} in {out}")

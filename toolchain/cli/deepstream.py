@@ -29,10 +29,23 @@ def command(recipe, out, precision, ds_version, ds_dir, gpu_id, batch_size, no_m
 
     t0 = time.perf_counter()
     if check_file:
+        from ..errors import FbtoolError
+        from ..nvinfer import conformance
+
         findings = keys.check_file(check_file, ds_version)
         for f in findings:
             click.echo(f"  {f}")
         keys.ensure_valid(findings, check_file)
+        click.echo(f"  checked with: fbtool's key table for DeepStream {ds_version}")
+        reason = conformance.missing_reason()
+        if reason:
+            click.echo(f"  not checked with NVIDIA's parser: {reason}")
+        else:
+            used, errs = conformance.check_with_nvidia(check_file)
+            click.echo(f"  checked with: {used}")
+            if errs:
+                raise FbtoolError(f"{check_file}: NVIDIA's parser: {errs[0]}" + (f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""),
+                                  "fix the key it names; see docs/deepstream.md")
         success("deepstream --check", t0, f"{check_file}: valid for DeepStream {ds_version}"
                 f" ({len(findings)} warning(s))")
         return

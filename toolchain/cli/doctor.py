@@ -18,8 +18,9 @@ def command(require, as_json, stages):
     """
     import json
 
-    from ..doctor import STAGES, diagnose, stage_status
+    from ..doctor import JOBS, all_stages, diagnose, run_stages, stage_status
 
+    STAGES = all_stages()
     wanted = [s.strip() for r in (*require, *stages) for s in r.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
@@ -27,17 +28,20 @@ def command(require, as_json, stages):
     checks = diagnose()
     if as_json:
         click.echo(json.dumps({"checks": [c.to_dict() for c in checks],
-                               "stages": {s: stage_status(s, checks)[0] for s in STAGES}}, indent=2))
+                               "stages": {s: stage_status(s, checks)[0] for s in STAGES},
+                               "why": {s: stage_status(s, checks)[1] for s in STAGES}}, indent=2))
     else:
         width = max(len(c.name) for c in checks)
         for c in checks:
             mark = click.style("ok  ", fg="green") if c.ok else click.style("no  ", fg="yellow")
             click.echo(f"{mark}{c.name:<{width}}  {c.detail}")
-        click.echo("")
         sw = max(len(s) for s in STAGES)
-        for s in STAGES:
-            ok, why = stage_status(s, checks)
-            click.echo(f"{'ok  ' if ok else 'no  '}stage {s:<{sw}}  {why}")
+        for title, names in (("`fbtool run` on this machine (default options), stage by stage:", run_stages()),
+                             ("other jobs:", list(JOBS))):
+            click.echo(f"\n{title}")
+            for s in names:
+                ok, why = stage_status(s, checks)
+                click.echo(f"{'ok  ' if ok else 'no  '}{s:<{sw}}  {why}")
     missing = []
     for s in wanted:
         ok, why = stage_status(s, checks)

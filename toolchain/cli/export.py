@@ -12,7 +12,7 @@ from ._common import load, out_option, recipe_option, success
 @out_option
 @click.option("--weights", type=click.Path(), default=None, help="Weights file (default: the recipe's, from the store).")
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True)
-@click.option("--opset", type=int, default=None, help="ONNX opset (default 18 for dynamo, recipe's for torchscript).")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: the recipe's `opset`, 18).")
 @click.option("--no-check", is_flag=True, help="Skip the onnxruntime-vs-PyTorch parity check.")
 def command(recipe, out, weights, exporter, opset, no_check):
     """PyTorch -> ONNX (dynamic batch, metadata), parity with PyTorch checked on real frames."""
@@ -25,8 +25,13 @@ def command(recipe, out, weights, exporter, opset, no_check):
 
 
 def show(info: dict, out, t0: float) -> None:
-    for row in info.get("parity", []):
+    rows = info.get("parity", [])
+    if rows:
+        click.echo(f"  parity vs PyTorch fp32 on {max(r['batch'] for r in rows)} real frames "
+                   "(onnxruntime CPU; pass when max abs <= limit)")
+    for row in rows:
         click.echo(f"  parity batch {row['batch']} {row['output']:<10} max abs {row['max_abs']:.2e}"
-                   f"  max rel {row['max_rel']:.2e}")
+                   f" ({row['of_range']:.1e} of the output's range {row['range']:.3g})"
+                   f"  limit {row['limit']:.0e}  ok")
     success("export", t0, f"{out}/model.onnx ({info['bytes'] / 1e6:.2f} MB, {info['nodes']} nodes, "
             f"{info['exporter']} opset {info['opset']})")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
@@ -35,7 +36,8 @@ def command(recipe, out, start, stop, precision, engine_runtime, ds_version, ds_
     click.echo("")
     for s in steps:
         click.echo(f"  {s.stage:<13} {s.why:<40} {s.seconds:7.1f} s")
-    success("run", t0, f"{out}/manifest.json, {out}/report.html")
+    report = Path(out) / "report.html"  # only a run that reached validate has one
+    success("run", t0, f"{out}/manifest.json" + (f", {report}" if report.is_file() else ""))
 
 
 def _printer(out, options):

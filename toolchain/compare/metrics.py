@@ -123,12 +123,20 @@ def compare_detections(refs, cands, iou_threshold: float = 0.5, **kw) -> tuple[S
 
 
 def tensor_stats(ref: np.ndarray, cand: np.ndarray) -> dict:
-    """Max abs / rel error and cosine similarity of two tensors of the same shape."""
+    """Max abs / rel error and cosine similarity of two tensors of the same shape.
+
+    `range` is the reference's value range and `of_range` the max abs error as a fraction of it: the
+    figure a reader can judge. `max_rel` divides by each element, so it explodes on near-zero values
+    (8.4 beside a cosine of 1.000000); it stays in the JSON but is not shown to users."""
     r = ref.astype(np.float64).ravel()
     c = cand.astype(np.float64).ravel()
     d = np.abs(c - r)
     denom = np.linalg.norm(r) * np.linalg.norm(c)
-    return {"max_abs": float(d.max()) if d.size else 0.0,
+    span = float(r.max() - r.min()) if r.size else 0.0
+    max_abs = float(d.max()) if d.size else 0.0
+    return {"max_abs": max_abs,
+            "range": span,
+            "of_range": max_abs / span if span > 0 else (0.0 if max_abs == 0 else float("inf")),
             "max_rel": float((d / np.maximum(np.abs(r), 1e-6)).max()) if d.size else 0.0,
             "mean_abs": float(d.mean()) if d.size else 0.0,
             "cosine": float(r @ c / denom) if denom > 0 else 1.0,

@@ -72,21 +72,39 @@ def app_groups(recipe: Recipe, infer_config: str, batch: int, gpu_id: int = 0, i
     ]
 
 
+def _comment(text: str) -> str:
+    """Text safe inside a shell comment line (no line break can end the comment)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def blur_gie_class_ids(gie_id: int, num_classes: int) -> str:
+    """nvdsosd's blur-on-gie-class-ids: `;`-separated `<gie id>,<class id>` pairs. gst_nvds_osd_set_property
+    splits on `;` then on `,`, and gst_nvds_osd_transform_ip reads index 0 as the gie and index 1 as
+    the class (`1:0` is one element: the class would be read past its end). Only this branch copies
+    the objects' masks to the blur, so it is always set."""
+    return ";".join(f"{gie_id},{c}" for c in range(num_classes))
+
+
 def blur_script(recipe: Recipe, infer_config: str, gpu_id: int = 0) -> str:
-    class_ids = ";".join(str(i) for i in range(len(recipe.labels)))
+    # The recipe check keeps names and labels to a safe set; the script quotes them anyway, so a
+    # Recipe built in code without that check cannot put a command into the script either.
+    blur_ids = blur_gie_class_ids(1, len(recipe.labels))
     cfg = shlex.quote(infer_config)
+    default_out = shlex.quote(f"fbtool_{recipe.name}_blurred.mp4")
+    gpu_id = int(gpu_id)
     return f"""#!/usr/bin/env bash
-# Face blur for {recipe.name} with DeepStream 9.x: nvinfer (instance masks from the fbtool parser)
+# Face blur for {_comment(recipe.name)} with DeepStream 9.x: nvinfer (instance masks from the fbtool parser)
 # -> nvdsosd blur-bbox=2 (blur inside each face's mask). Written by `fbtool deepstream`.
-# Usage (on a DeepStream host): ./run_blur_{recipe.name}.sh [INPUT_URI] [OUTPUT.mp4]
+# Usage (on a DeepStream host): ./run_blur_{_comment(recipe.name)}.sh [INPUT_URI] [OUTPUT.mp4]
 # Not run by fbtool's tests: DeepStream cannot be installed on its CI machines (docs/deepstream.md).
 set -euo pipefail
 HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
 INPUT="${{1:-{SAMPLE_URI}}}"
-OUTPUT="${{2:-fbtool_{recipe.name}_blurred.mp4}}"
-# nvinfer gie-unique-id 1, class ids of the recipe's labels ({", ".join(recipe.labels)}).
-# Check the value format with `gst-inspect-1.0 nvdsosd` on your DeepStream version.
-BLUR_IDS="${{BLUR_IDS:-1:{class_ids}}}"
+DEFAULT_OUTPUT={default_out}
+OUTPUT="${{2:-$DEFAULT_OUTPUT}}"
+# <gie-unique-id>,<class id> pairs separated by `;`: nvinfer gie-unique-id 1, the recipe's labels
+# ({_comment(", ".join(recipe.labels))}), as gst_nvds_osd_set_property parses them.
+BLUR_IDS="${{BLUR_IDS:-{blur_ids}}}"
 # x264enc (software): data-centre GPUs have no NVENC; use nvv4l2h264enc where the GPU has one.
 ENCODER="${{ENCODER:-x264enc}}"
 

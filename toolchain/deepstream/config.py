@@ -7,7 +7,13 @@ typed twice. The result is checked against the key table before it is written.
 Facts this relies on (see docs/deepstream.md and ../shared/REFERENCE.md):
 - nvinfer names the engine it builds `<model file>_b<batch-size>_gpu<gpu-id>_<fp32|int8|fp16>.engine`
   and writes it beside the model file; model-engine-file must equal that name or the engine is
-  rebuilt at every start.
+  rebuilt at every start. The mode in the name is the one AFTER nvinfer's fallback
+  (nvdsinfer_model_builder.cpp, configCommonOptions): network-mode=1 without an accessible
+  int8-calib-file becomes FP16.
+- A Q/DQ ONNX (DeepStream >= 9.0) is built with `strongly-typed=1` and `network-mode=0`: TensorRT
+  then takes every layer's precision from the graph's Q/DQ types, and nvinfer sets no precision
+  flag. network-mode=1 would fall back to FP16 (no calibration file), set kFP16, which TensorRT 10
+  refuses for a strongly typed network (buildEngine retries without it), and save `..._fp16.engine`.
 - nvinfer's instance-segmentation post-processor (network-type=3) accepts only cluster-mode=4, so
   NMS for the mask output happens in the parser (NvDsInferParseFbtoolFaceMask); nvinfer applies the
   pre-cluster-threshold and topk of [class-attrs-*] after it.
@@ -41,6 +47,11 @@ def ds_dir_for(recipe: Recipe, ds_dir: str | Path | None = None) -> Path:
 
 def infer_config_name(model: str) -> str:
     return f"config_infer_primary_{model}.txt"
+
+
+def nvinfer_mode(precision: str, strongly_typed: bool) -> str:
+    """The network-mode nvinfer gets: FP32 (no precision flag) for a strongly typed Q/DQ ONNX."""
+    return "fp32" if strongly_typed else precision
 
 
 def engine_file_name(model_file: str | Path, batch: int, gpu_id: int, precision: str) -> str:
@@ -116,7 +127,7 @@ def gather(recipe: Recipe, run: RunFolder, precision: str, ds_version: str, gpu_
                               "nvinfer would rebuild the engine; leave --batch-size out or rebuild the engine")
         b = max_batch
     if engine is None:
-        engine = onnx_path.parent / engine_file_name(onnx_path, b, gpu_id, precision)
+        engine = onnx_path.parent / engine_file_name(onnx_path, b, gpu_id, nvinfer_mode(precision, strongly))
     return Sources(onnx_path, meta, outputs, engine, from_manifest, b, calib_cache, strongly)
 
 
@@ -159,6 +170,8 @@ def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, 
         ("gpu-id", gpu_id, None),
         ("gie-unique-id", 1, None),
         ("process-mode", 1, "primary detector on full frames"),
+        ("crop-objects-to-roi-boundary", True,
+         "keep faces cut by the frame's bottom/right edge (cropped to the frame); else nvinfer drops them"),
         ("onnx-file", str(src.onnx), "the run folder's deployed ONNX" + (" (Q/DQ INT8)" if src.strongly_typed else "")),
         ("model-engine-file", str(src.engine),
          "from the build-engine manifest" if src.engine_from_manifest else "nvinfer's own name for the engine it builds"),
@@ -166,10 +179,12 @@ def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, 
     if src.calib_cache is not None:
         prop.append(("int8-calib-file", str(src.calib_cache), "legacy INT8 calibration cache from `fbtool calibrate`"))
     if src.strongly_typed:
-        prop.append(("strongly-typed", True, "INT8 scales come from the ONNX Q/DQ nodes"))
+        prop.append(("strongly-typed", True, "INT8 scales and every precision come from the ONNX Q/DQ nodes"))
     prop += [
         ("batch-size", src.batch, None),
-        ("network-mode", NETWORK_MODE[precision], f"{precision} (0 FP32, 1 INT8, 2 FP16)"),
+        ("network-mode", NETWORK_MODE[nvinfer_mode(precision, src.strongly_typed)],
+         "0: no precision flag, the strongly typed Q/DQ graph decides (1 would fall back to FP16)"
+         if src.strongly_typed else f"{precision} (0 FP32, 1 INT8, 2 FP16)"),
         ("infer-dims", [inp.get("channels", 3), inp["height"], inp["width"]], "C;H;W of the ONNX input"),
         ("network-input-order", 0, "NCHW"),
         ("net-scale-factor", float(pre["scale"]), "y = net-scale-factor * (x - offsets[c])"),
@@ -215,6 +230,27 @@ def header(recipe: Recipe, ds_version: str, precision: str, what: str) -> list[s
             "do not edit by hand (`fbtool deepstream --check FILE` validates a file)."]
 
 
+def _check_inside(outputs: dict[str, Path], target: Path) -> None:
+    for key, p in outputs.items():
+        if p.resolve().parent != target:
+            raise FbtoolError(f"the {key} file {p} would leave the DeepStream folder {target}",
+                              "the recipe name must be a plain file name")
+
+
+def _check_outputs(outputs: dict[str, Path], target: Path, src: Sources, lib: Path, labels) -> None:
+    """Every file lands inside --ds-dir under its own name and overwrites none of the inputs."""
+    from ..fsutil import refuse_overwrite
+    from ..recipe import LABEL_RE
+
+    _check_inside(outputs, target)
+    bad = [x for x in labels if not isinstance(x, str) or not LABEL_RE.fullmatch(x)]
+    if bad:
+        raise FbtoolError(f"the model's labels metadata holds an unsafe label {str(bad[0])[:40]!r}",
+                          "re-export the model from a valid recipe")
+    refuse_overwrite(outputs, {"onnx": src.onnx, "engine": src.engine, "calibration cache": src.calib_cache,
+                               "parser library": lib})
+
+
 def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: str = DEFAULT_DS,
          ds_dir: str | Path | None = None, gpu_id: int = 0, mask: bool = True, batch: int | None = None,
          input_uri: str | None = None) -> dict:
@@ -225,6 +261,8 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
         raise FbtoolError(f"DeepStream {ds_version} is not a target", f"choose one of {', '.join(keys.versions())}")
     run = RunFolder(out)
     target = ds_dir_for(recipe, ds_dir).resolve()
+    _check_inside({"infer_config": target / infer_config_name(recipe.name),
+                   "app_config": target / f"deepstream_app_{recipe.name}.txt"}, target)
     src = gather(recipe, run, precision, ds_version, gpu_id, batch)
     labels_path = target / "labels.txt"
     infer_path = target / infer_config_name(recipe.name)
@@ -249,12 +287,15 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
         findings[path.name] = [str(x) for x in f]
 
     labels = src.meta.get("labels", list(recipe.labels))
+    outputs = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path,
+               "blur_app": target / f"run_blur_{recipe.name}.sh"}
+    _check_outputs(outputs, target, src, lib, labels)
     write_text(labels_path, "\n".join(labels) + "\n")
     write_text(infer_path, infer_text)
     write_text(app_path, app_text)
     artifacts: dict[str, str | os.PathLike] = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path}
     if mask and supports_mask_blur(ds_version):
-        blur = target / f"run_blur_{recipe.name}.sh"
+        blur = outputs["blur_app"]
         write_text(blur, blur_script(recipe, infer_path.name, gpu_id))
         blur.chmod(0o755)
         artifacts["blur_app"] = blur

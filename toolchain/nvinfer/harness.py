@@ -11,12 +11,14 @@ Layers are ONE frame's outputs without the batch axis (nvinfer strips it): loc [
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FbtoolError
+from ..fsutil import is_regular, sha256_file
 
 MAX_DIMS = 8
 # NvDsInferDataType
@@ -48,6 +50,22 @@ def _paths(build_or_paths) -> tuple[Path, Path]:
     return Path(lib), Path(harness)
 
 
+def verify_libs(lib: Path, harness: Path) -> None:
+    """Before a dlopen: libraries `fbtool build-parser` made must still have the sha256 it recorded
+    beside them (build_info.json): a truncated .so kills the process with SIGBUS inside dlopen."""
+    for p in (lib, harness):
+        info_path = p.parent / "build_info.json"
+        if not is_regular(p):
+            raise FbtoolError(f"{p} is not a regular file", "rebuild it with `fbtool build-parser --force`")
+        try:
+            shas = json.loads(info_path.read_text()).get("sha256") or {}
+        except (OSError, ValueError, AttributeError):
+            continue  # built by hand (make), not by fbtool: nothing recorded to compare with
+        if p.name in shas and shas[p.name] != sha256_file(p):
+            raise FbtoolError(f"{p} differs from the library fbtool built (truncated or replaced)",
+                              "rebuild it with `fbtool build-parser --force`")
+
+
 class ParserHarness:
     """`ParserHarness(build)` with a ParserBuild, a {"lib", "harness"} dict or a (lib, harness) pair."""
 
@@ -56,6 +74,7 @@ class ParserHarness:
         for p in (self.lib_path, self.harness_path):
             if not p.is_file():
                 raise FbtoolError(f"{p} does not exist", "run `fbtool build-parser` first")
+        verify_libs(self.lib_path, self.harness_path)  # a truncated .so kills the process (SIGBUS) in dlopen
         try:
             self._h = ctypes.CDLL(str(self.harness_path.resolve()), mode=os.RTLD_LOCAL)
         except OSError as exc:

@@ -2,8 +2,9 @@
 
 What matters for faithfulness (GLib's rules, which DeepStream inherits):
 - `[group]` lines, `key=value` lines; whole-line comments start with `#`; blank lines are ignored.
-- There are no inline comments: `batch-size=4 # four` is the string "4 # four", which
-  g_key_file_get_integer rejects. The checker reports that instead of silently stripping it.
+- There are no inline comments: `batch-size=4 # four` is the string "4 # four". GLib's
+  g_key_file_get_integer reads it as 4 (strtol stops at whitespace), get_double and get_boolean
+  reject it, get_string keeps it all; keys.convert follows GLib per type.
 - Spaces around `=` are ignored; a repeated key keeps its last value; a repeated group is merged.
 - Lists are `;`-separated, with an optional trailing `;`.
 - Booleans are `true`/`false`/`1`/`0`.

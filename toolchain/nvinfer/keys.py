@@ -21,7 +21,9 @@ from .keyfile import KeyFile, parse, parse_bool, split_list
 
 TABLE_PATH = Path(__file__).resolve().parent.parent / "data" / "nvinfer_keys.yaml"
 KINDS = ("nvinfer", "deepstream_app")
-_INT = re.compile(r"^[+-]?\d+$")
+# g_key_file_parse_value_as_integer: strtol, then only whitespace may stop it, so `4 # four` is 4
+# (tests/test_conformance_nvinfer.py checks this against GLib itself).
+_INT = re.compile(r"^\s*([+-]?\d+)(?:\s.*)?$", re.S)
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,9 +57,10 @@ def convert(spec: dict, value: str):
     """Text -> typed value per the key's spec; raises ValueError with a reason."""
     t = spec["type"]
     if t == "int":
-        if not _INT.match(value.strip()):
+        m = _INT.match(value)
+        if not m:
             raise ValueError(f"{value!r} is not an integer")
-        return int(value)
+        return int(m.group(1))
     if t == "float":
         try:
             f = float(value)

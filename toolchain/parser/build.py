@@ -8,6 +8,7 @@ moves the folder into place. A build whose inputs did not change is reused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FbtoolError
-from ..fsutil import write_json, write_text
+from ..fsutil import is_regular, sha256_file, write_json, write_text
 from ..nvinfer.names import HARNESS_LIB, PARSE_BBOX_FUNC, PARSE_MASK_FUNC, PARSER_LIB, PARSER_SYMBOLS
 from ..nvinfer.names import deepstream_root as deepstream_root_path
 from .params import HEADER_NAME, model_params, render_header
@@ -111,6 +112,46 @@ def _first_error(log: str) -> str:
     return (log.strip().splitlines() or ["no output"])[-1][:240]
 
 
+# make splits variables on spaces and treats ':' and ';' in rules: the build runs in a private folder
+# under the system temp dir, whose path must stay within this set, and is then moved into the run folder.
+_MAKE_SAFE = re.compile(r"[A-Za-z0-9_./+-]+")
+
+
+def _make_dir() -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix="fbtool-parser-"))
+    if not _MAKE_SAFE.fullmatch(str(tmp)):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FbtoolError(f"the temporary folder {tmp} has characters make cannot take",
+                          "set TMPDIR to a plain path such as /tmp")
+    return tmp
+
+
+def _run_make(cmd: list[str]) -> subprocess.CompletedProcess:
+    """make in its own process group, so an interrupt (Ctrl-C, SIGTERM) also ends the compilers it started."""
+    import signal
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=600)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _libs_intact(final: Path, info: dict) -> bool:
+    """The built libraries are regular files with the sha256 the build recorded (a truncated .so is
+    not "up to date": dlopen would die with SIGBUS)."""
+    shas = info.get("sha256") or {}
+    for name in (PARSER_LIB, HARNESS_LIB):
+        p = final / name
+        if not is_regular(p) or shas.get(name) != sha256_file(p):
+            return False
+    return True
+
+
 def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.PathLike | None = None,
                  ds_major: int = 9, meta: dict | None = None, force: bool = False) -> ParserBuild:
     """Build into `<out_dir>/parser/`. `meta`: the ONNX fbtool.* metadata (else the recipe is the source)."""
@@ -136,19 +177,24 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
             info = json.loads(info_path.read_text())
         except json.JSONDecodeError:
             info = {}
-        if info.get("fingerprint") == fp and (final / PARSER_LIB).is_file() and (final / HARNESS_LIB).is_file():
+        if info.get("fingerprint") == fp and _libs_intact(final, info):
             return _result(final, info, params, rebuilt=False)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".parser-", dir=out_dir))
+    tmp = _make_dir()
+    staged: Path | None = None
     try:
         write_text(tmp / HEADER_NAME, header_text)
         cmd = [make, "-C", str(PLUGINS), "--no-print-directory", f"BUILD_DIR={tmp}", f"PARAMS_DIR={tmp}",
                f"DS_MAJOR={ds_major}", f"CXX={cxx}", f"DS_INCLUDE={ds_inc or ''}"]
-        cuda_inc = Path("/usr/local/cuda/include")
-        if ds_inc is not None and cuda_inc.is_dir():
-            cmd.append(f"EXTRA_INCLUDES={cuda_inc}")  # nvdsinfer headers may pull in CUDA types
-        proc = subprocess.run(cmd + ["all"], capture_output=True, text=True, timeout=600)
+        if ds_inc is not None:
+            # nvdsinfer_custom_impl.h includes NvInfer.h / NvOnnxParser.h, which may pull in CUDA types
+            from ..nvinfer.conformance import _cuda_includes, _tensorrt_include
+
+            extra = [p for p in [_tensorrt_include(), *(_cuda_includes() or [])] if p is not None]
+            if extra:
+                cmd.append("EXTRA_INCLUDES=" + " ".join(str(p) for p in extra))
+        proc = _run_make(cmd + ["all"])
         log = " ".join(cmd) + "\n" + proc.stdout + proc.stderr
         if proc.returncode != 0:
             write_text(out_dir / "parser-build.log", log)
@@ -156,16 +202,40 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
                               f"full compiler output in {out_dir / 'parser-build.log'}")
         write_text(tmp / "build.log", log)
         syms = check_symbols(tmp / PARSER_LIB)
+        layout = compiled_layout(tmp / PARSER_LIB, tmp / HARNESS_LIB)
         info = {"fingerprint": fp, "header": "deepstream" if ds_inc else "fbtool",
-                "deepstream_includes": str(ds_inc) if ds_inc else None, "ds_major": ds_major,
+                "deepstream_includes": str(ds_inc) if ds_inc else None,
+                # the object layout actually compiled (real headers decide it, not --ds-major)
+                "ds_major": layout["ds_major"], "object_size": layout["object_size"], "requested_ds_major": ds_major,
                 "compiler": _compiler_version(cxx), "symbols": syms, "params": params,
-                "parsers": {"bbox": PARSE_BBOX_FUNC, "instance_mask": PARSE_MASK_FUNC}}
+                "parsers": {"bbox": PARSE_BBOX_FUNC, "instance_mask": PARSE_MASK_FUNC},
+                "sha256": {n: sha256_file(tmp / n) for n in (PARSER_LIB, HARNESS_LIB)}}
         write_json(tmp / "build_info.json", info)
-        _replace_dir(tmp, final)
+        # Copy beside the target (same filesystem), then swap folders by rename.
+        staged = Path(tempfile.mkdtemp(prefix=f".parser-{os.getpid()}-", dir=out_dir))
+        shutil.copytree(tmp, staged, dirs_exist_ok=True)
+        _replace_dir(staged, final)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if staged is not None and staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
     return _result(final, info, params, rebuilt=True)
+
+
+# sizeof(NvDsInferObjectDetectionInfo): DeepStream 8.0 has 24 bytes, 9.x adds float rotation_angle.
+OBJECT_SIZE_TO_MAJOR = {24: 8, 28: 9}
+
+
+def compiled_layout(lib: Path, harness: Path) -> dict:
+    """The object layout the library was compiled with, measured by the harness (same headers and
+    flags): {"object_size", "ds_major"}."""
+    from ..nvinfer.harness import ParserHarness
+
+    size = int(ParserHarness((lib, harness)).abi()["object_size"])
+    if size not in OBJECT_SIZE_TO_MAJOR:
+        raise FbtoolError(f"the parser was compiled with a {size}-byte NvDsInferObjectDetectionInfo, "
+                          "neither DeepStream 8.0's (24) nor 9.x's (28)", "check the DeepStream headers")
+    return {"object_size": size, "ds_major": OBJECT_SIZE_TO_MAJOR[size]}
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

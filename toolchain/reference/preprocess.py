@@ -86,7 +86,11 @@ def preprocess_batch(frames, recipe) -> tuple[np.ndarray, list[Letterbox]]:
 
 
 def to_frame(dets, lb: Letterbox):
-    """Map Detections from network-input pixels back to the frame, clipped to it (as nvinfer does)."""
+    """Map Detections from network-input pixels back to the frame and clip them to it: the reference's
+    own convention. nvinfer differs (gstnvinfer_meta_utils.cpp, attach_metadata_detector): it clamps a
+    negative left/top to 0 without shrinking the box, and DROPS a box that passes the bottom edge
+    unless crop-objects-to-roi-boundary=1 (which fbtool's config sets: then it crops at the right and
+    bottom edges like this clip). toolchain.nvinfer.emulation follows nvinfer."""
     from .detections import Detections
 
     b = dets.boxes.astype(np.float64).copy()

@@ -49,7 +49,7 @@ def surgery(recipe: Recipe, out, onnx: str | Path | None = None, names: list[str
     names = list(names) if names else pass_names(settings)
     src = source_onnx(out, onnx)
     run = RunFolder(out)
-    target = run.file(name)
+    target = run.file(name, stage="surgery")
     if target.resolve() == src.resolve():
         raise FbtoolError(f"the surgery output {target} would overwrite its input", "give another --name")
     model = onnx_lib.load(str(src))

@@ -116,7 +116,7 @@ def _engine(run: RunFolder, recipe) -> Candidate:
     desc = "TensorRT engine (build-engine)"
     path = run.get(ENGINE)
     if path is None:
-        return Candidate("engine", "fp32", desc, None, "no engine in the run folder (TensorRT absent here?)")
+        return Candidate("engine", "fp32", desc, None, "no engine in the run folder (`fbtool doctor build-engine` says why and how to build one)")
     info = (run.stage("build-engine") or {}).get("info", {})
     precision = info.get("precision", "fp32")
     runtime = info.get("runtime", "tensorrt")

@@ -105,6 +105,11 @@ def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step:
     clips = list(media or recipe.validation_media)
     if not clips:
         raise FbtoolError("no validation media", "name clips under validation_media in the recipe or pass --media")
+    cands = discover(run, recipe, only)
+    if not any(c.available for c in cands):  # before any work, and before anything is written
+        raise FbtoolError(f"no candidate could run in {run.root}: "
+                          + "; ".join(f"{c.name}: {c.reason}" for c in cands[:2]),
+                          "run `fbtool export` (or `fbtool run`) first")
     sampled = sample_frames(clips, per_clip=per_clip, step=step)
     frames = [f for _, _, f in sampled]
     refs = [FrameRef(c, i) for c, i, _ in sampled]
@@ -114,10 +119,15 @@ def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step:
     ref_dets, ref_raw_list, _ = ref_run(frames, batch)
     ref_seconds = time.perf_counter() - t0
     ref_raw = stack_raw(ref_raw_list)
+    if not any(len(d) for d in ref_dets):  # every candidate would "pass" with F1 1.0 on nothing
+        raise FbtoolError(f"no face in the validation media ({len(frames)} frames of {', '.join(clips)})",
+                          "validate on clips that show faces (--media or the recipe's validation_media)")
 
     results: list[CandidateResult] = []
     outputs: dict[str, list] = {}
-    for cand in discover(run, recipe, only):
+    from ..progress import frames as bar
+
+    for cand in bar(cands, f"validate ({len(frames)} frames)", total=len(cands), unit="candidate"):
         if progress:
             progress(cand.name)
         if not cand.available:
@@ -157,8 +167,13 @@ def breaches(report: dict) -> list[str]:
 
 
 def summary_table(report: dict) -> str:
-    head = f"{'candidate':<14}{'prec':<6}{'status':<9}{'F1':>7}{'mIoU':>7}{'lm px':>8}{'mask':>7}{'score d':>9}  note"
-    lines = [head, "-" * len(head)]
+    """The terminal table. Its first line says what the figures were measured on: calibrate's gate
+    uses its own held-out frames, so its figures differ from these."""
+    head = f"{'candidate':<14}{'prec':<6}{'status':<9}{'F1':>7}{'mIoU':>7}{'lm max':>8}{'mask':>7}{'score d':>9}  note"
+    n = len(report.get("frames", []))
+    faces = report.get("reference", {}).get("faces", 0)
+    lines = [f"vs PyTorch fp32 on {n} frames of validation_media ({faces} faces); lm max: worst landmark error "
+             "(px), mask: mean mask IoU", head, "-" * len(head)]
     for c in report["candidates"]:
         s = c["summary"]
         if c["status"] == "skipped":

@@ -14,11 +14,34 @@ REF_COLOR = (0, 200, 0)  # BGR green: the PyTorch reference
 CAND_COLOR = (0, 0, 255)  # BGR red: the candidate
 
 
-def _png_b64(img_bgr: np.ndarray) -> str:
+THUMB_WIDTH = 800  # overlays are shown at this width; a click swaps in the full-size frame
+
+
+def _jpeg_b64(img_bgr: np.ndarray, quality: int = 85) -> str:
+    """JPEG, not PNG: the overlays are photographs, and PNG made the page 8 MB."""
     import cv2
 
-    ok, buf = cv2.imencode(".png", img_bgr)
+    ok, buf = cv2.imencode(".jpg", img_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return base64.b64encode(buf.tobytes()).decode() if ok else ""
+
+
+def _thumb(img_bgr: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = img_bgr.shape[:2]
+    if w <= THUMB_WIDTH:
+        return img_bgr
+    return cv2.resize(img_bgr, (THUMB_WIDTH, round(h * THUMB_WIDTH / w)), interpolation=cv2.INTER_AREA)
+
+
+def _caption(img: np.ndarray, text: str) -> None:
+    """White text on a dark label box: readable over bright frames too."""
+    import cv2
+
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    (tw, th), base = cv2.getTextSize(text, font, scale, 1)
+    cv2.rectangle(img, (2, 2), (2 + tw + 8, 2 + th + base + 6), (32, 32, 32), -1)
+    cv2.putText(img, text, (6, 4 + th), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def _side_by_side(frame, ref, cand, recipe) -> np.ndarray:
@@ -29,7 +52,7 @@ def _side_by_side(frame, ref, cand, recipe) -> np.ndarray:
     left = draw_detections(frame, ref, recipe, REF_COLOR)
     right = draw_detections(frame, cand, recipe, CAND_COLOR)
     for img, text in ((left, "reference (PyTorch fp32)"), (right, "candidate")):
-        cv2.putText(img, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        _caption(img, text)
     return np.concatenate([left, np.full((frame.shape[0], 4, 3), 255, np.uint8), right], axis=1)
 
 
@@ -93,19 +116,27 @@ def render_html(report: dict, frames, refs, ref_dets, outputs, recipe) -> str:
             continue
         parts.append(f"<h2>{e(c['name'])}: {e(c['description'])}</h2>")
         if c["tensors"]:
-            parts.append("<table><tr><th>output</th><th>max abs</th><th>max rel</th><th>cosine</th></tr>")
+            parts.append("<table><tr><th>output</th><th>max abs error</th><th>reference range</th>"
+                         "<th>error / range</th><th>cosine</th></tr>")
             for name, st in c["tensors"].items():
+                rng = f"{st['range']:.4g}" if "range" in st else ""
+                frac = f"{st['of_range']:.1e}" if "of_range" in st else ""
                 parts.append(f"<tr><td class='l'>{e(name)}</td><td>{st['max_abs']:.3e}</td>"
-                             f"<td>{st['max_rel']:.3e}</td><td>{st['cosine']:.6f}</td></tr>")
+                             f"<td>{rng}</td><td>{frac}</td><td>{st['cosine']:.6f}</td></tr>")
             parts.append("</table>")
         parts.append("<p>Worst frames first:</p>")
         for i in c["worst_frames"]:
             pf = c["per_frame"][i]
             img = _side_by_side(frames[i], ref_dets[i], outputs[c["name"]][i], recipe)
+            thumb, full = _jpeg_b64(_thumb(img)), _jpeg_b64(img, 92)
             parts.append(f"<div class='fig'><div>{e(refs[i].label)}: {pf['tp']} matched, {pf['fn']} missed, "
                          f"{pf['fp']} extra, worst IoU {pf['min_iou']:.3f}</div>"
-                         f"<img alt='{e(refs[i].label)}' src='data:image/png;base64,{_png_b64(img)}'></div>")
+                         f"<img class='zoom' title='click for full size' alt='{e(refs[i].label)}' "
+                         f"src='data:image/jpeg;base64,{thumb}' data-full='data:image/jpeg;base64,{full}'></div>")
     parts.append("<p style='color:#666;font-size:12px'>Frames: Intel IoT Devkit sample videos, CC BY 4.0.</p>")
+    # A click swaps a thumbnail for its full-size frame (and back): no second file to keep beside the page.
+    parts.append("<script>document.querySelectorAll('img.zoom').forEach(function(i){i.style.cursor='zoom-in';"
+                 "i.onclick=function(){var f=i.dataset.full;i.dataset.full=i.src;i.src=f;};});</script>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

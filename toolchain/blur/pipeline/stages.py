@@ -15,28 +15,36 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
 from .core import wait_get
 
+if TYPE_CHECKING:
+    import torch
+
+    from ...reference.detections import Detections
+    from ...reference.preprocess import Letterbox
+    from ...reference.torch_port import TorchDetections
+
 
 @dataclass
 class Batch:
+    """One batch on its way through the stages; each stage fills what the next reads and drops the rest."""
+
     index: list[int]
     t0: list[float]
-    frames: Any  # host: list of HxWx3 uint8 arrays; CUDA: a uint8 [B, H, W, 3] tensor
-    host: Any = None  # CUDA: pinned host tensor holding the frames (input or output)
+    frames: list[np.ndarray] | torch.Tensor | None  # host: HxWx3 uint8 arrays; CUDA: uint8 [B, H, W, 3]
+    host: torch.Tensor | None = None  # CUDA: pinned host tensor holding the frames (input or output)
     release: Callable[[], None] | None = None  # gives a pinned staging buffer back to its pool
-    x: Any = None
-    lb: Any = None
-    outputs: Any = None
-    small: Any = None
-    dets: Any = None  # list of reference Detections (frame pixels), for JSON and the proof
-    tdets: Any = None  # CUDA: TorchDetections (frame pixels)
-    event: Any = None
+    x: np.ndarray | torch.Tensor | None = None  # the network input [B, 3, H, W]
+    lb: list[Letterbox] | Letterbox | None = None  # host: one per frame; CUDA: one for the batch
+    outputs: dict[str, np.ndarray] | dict[str, torch.Tensor] | None = None  # the model's outputs
+    dets: list[Detections] | None = None  # reference Detections (frame pixels), for JSON and the proof
+    tdets: TorchDetections | None = None  # CUDA: detections (frame pixels)
+    event: torch.cuda.Event | _NoEvent | None = None  # when the last stage's work on this batch is done
     extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:

@@ -63,7 +63,8 @@ class NvInferConfig:
 
     @property
     def num_classes(self) -> int:
-        return int(self.get("num-detected-classes", 4))  # nvinfer's default for detectors
+        # NvDsInferContext_ResetInitParams leaves numDetectedClasses at 0 (no class kept)
+        return int(self.get("num-detected-classes", 0))
 
     @property
     def network_type(self) -> int:
@@ -88,7 +89,7 @@ def read_config(path: str | Path, ds_version: str = "9.1") -> NvInferConfig:
     keys.ensure_valid(findings, str(p))
     table = keys.load_table()["nvinfer"]["groups"]
     props = {k: keys.convert(table["property"][k], e.value) for k, e in kf.groups["property"].items()}
-    n = int(props.get("num-detected-classes", 4))
+    n = int(props.get("num-detected-classes", 0))
 
     def attrs_of(group: str, base: ClassAttrs) -> ClassAttrs:
         entries = kf.groups.get(group, {})

@@ -12,9 +12,13 @@ Per frame, as gstnvinfer + nvdsinfer do it (facts in docs/deepstream.md):
    cluster-mode: 2 = per-class greedy NMS (keep while IoU <= nms-iou-threshold), then
    post-cluster-threshold and topk; 4 = per-class topk only. Instance segmentation (network-type=3)
    accepts cluster-mode=4 only, like nvinfer. Clustering happens in network-input pixels.
-6. Map boxes to the frame: left = (left - pad_left) / ratio_x, width /= ratio_x (ratio = scaled size
-   / source size), then the detected-min/max-w/h and roi offsets filters. Masks are attached as the
-   parser made them: mask_width x mask_height probabilities covering the object's box.
+6. Map boxes to the frame as attach_metadata_detector (gstnvinfer_meta_utils.cpp) does:
+   left = (left - pad_left) / ratio_x, width /= ratio_x (ratio = scaled size / source size); a
+   negative left/top becomes 0 (width/height unchanged); detected-min/max-w/h; then with
+   crop-objects-to-roi-boundary=1 the box is cropped to the frame (and roi offsets), else a box
+   passing the bottom edge (frame height - roi-bottom-offset) or above roi-top-offset is DROPPED.
+   Masks are attached (output-instance-mask=1 only) as the parser made them: mask_width x
+   mask_height probabilities covering the parser's box.
 """
 
 from __future__ import annotations
@@ -113,9 +117,13 @@ class NvInferEmulator:
             raise FbtoolError(f"network-type={c.network_type} is not emulated", "fbtool emits 0 (detector) or 3")
         if self.mask_mode:
             self.func = c.get("parse-bbox-instance-mask-func-name")
-            if c.cluster_mode != 4:  # nvdsinfer: "Invalid cluster mode for instance mask detection"
+            if c.cluster_mode != 4:
+                # gst_nvinfer_start refuses first (output-instance-mask=1); nvdsinfer's "Invalid cluster
+                # mode for instance mask detection" would only come after it.
+                first = (f"Instance mask output not supported with cluster mode {c.cluster_mode}"
+                         if c.get("output-instance-mask", False) else "Invalid cluster mode for instance mask detection")
                 raise FbtoolError(f"cluster-mode={c.cluster_mode} with network-type=3: nvinfer fails with "
-                                  "'Invalid cluster mode for instance mask detection'", "use cluster-mode=4")
+                                  f"'{first}'", "use cluster-mode=4")
         else:
             self.func = c.get("parse-bbox-func-name")
             if c.cluster_mode not in (2, 4):
@@ -172,10 +180,12 @@ class NvInferEmulator:
             names = list(self.runner.output_names)
             for b, lb in enumerate(boxes):
                 layers = {n: np.ascontiguousarray(outputs[n][b]) for n in names}
-                out.append(self.postprocess(layers, lb))
+                h, w = chunk[b].shape[:2]
+                out.append(self.postprocess(layers, lb, (w, h)))
         return out
 
-    def postprocess(self, layers: dict[str, np.ndarray], lb: Letterbox) -> list[ObjectMeta]:
+    def postprocess(self, layers: dict[str, np.ndarray], lb: Letterbox,
+                    frame_size: tuple[int, int] | None = None) -> list[ObjectMeta]:
         attrs = self.config.class_attrs
         thresholds = [a.pre_cluster_threshold for a in attrs]
         call = self.parser.parse_mask if self.mask_mode else self.parser.parse_bbox
@@ -193,21 +203,36 @@ class NvInferEmulator:
             if self.config.cluster_mode == 2:
                 mine = [o for o in _nms(mine, a.nms_iou_threshold) if o["confidence"] > a.post_cluster_threshold]
             clustered += _topk(mine, a.topk)
-        return [m for m in (self._to_frame(o, lb) for o in clustered) if m is not None]
+        return [m for m in (self._to_frame(o, lb, frame_size) for o in clustered) if m is not None]
 
-    def _to_frame(self, o: dict, lb: Letterbox) -> ObjectMeta | None:
+    def _to_frame(self, o: dict, lb: Letterbox, frame_size: tuple[int, int] | None = None) -> ObjectMeta | None:
+        """gstnvinfer_meta_utils.cpp, attach_metadata_detector: scale back, clamp left/top at 0 (the
+        width/height are NOT reduced), the min/max size filters, then either crop the box to the frame
+        (crop-objects-to-roi-boundary=1) or drop it when it passes the bottom edge (or starts above
+        roi-top-offset). `frame_size` is the surface nvinfer received (input_surf_params)."""
         a = self.config.class_attrs[int(o["class_id"])]
-        left = (o["left"] - lb.pad_x) / lb.sx
-        top = (o["top"] - lb.pad_y) / lb.sy
-        width, height = o["width"] / lb.sx, o["height"] / lb.sy
+        fw, fh = frame_size or (lb.frame_w, lb.frame_h)
+        f32 = np.float32
+        left = f32((f32(o["left"]) - lb.pad_x) / lb.sx)
+        top = f32((f32(o["top"]) - lb.pad_y) / lb.sy)
+        width, height = f32(f32(o["width"]) / lb.sx), f32(f32(o["height"]) / lb.sy)
+        top, left = max(top, f32(0)), max(left, f32(0))
         if width < a.detected_min_w or height < a.detected_min_h:
             return None
         if (a.detected_max_w > 0 and width > a.detected_max_w) or (a.detected_max_h > 0 and height > a.detected_max_h):
             return None
-        if top < a.roi_top_offset or top + height > lb.frame_h - a.roi_bottom_offset:
+        if self.config.get("crop-objects-to-roi-boundary", False):
+            if top < a.roi_top_offset:
+                top = f32(a.roi_top_offset)
+            if left + width >= fw:
+                width = f32(fw - left)
+            if top + height > fh - a.roi_bottom_offset:
+                height = f32(fh - a.roi_bottom_offset - top)
+        elif top < a.roi_top_offset or top + height > fh - a.roi_bottom_offset:
             return None
         mask = None
-        if self.mask_mode and o.get("mask") is not None:
+        # masks reach the object only with output-instance-mask=1 (nvinfer->output_instance_mask)
+        if self.mask_mode and self.config.get("output-instance-mask", False) and o.get("mask") is not None:
             mask = np.asarray(o["mask"], dtype=np.float32).reshape(int(o["mask_height"]), int(o["mask_width"]))
         return ObjectMeta(int(o["class_id"]), float(o["confidence"]), float(left), float(top), float(width),
                           float(height), mask, float(self.config.get("segmentation-threshold", 0.0)))

@@ -12,6 +12,8 @@ mask_width, mask_height]) in network-input pixels.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...reference.detections import candidates, select
 
 
@@ -41,6 +43,8 @@ class ReferenceParser:
         out = []
         for i in range(len(dets)):
             o = self._obj(dets.boxes[i], dets.scores[i])
-            o.update(mask=masks[i], mask_width=m.resolution, mask_height=m.resolution)
+            # 0 outside the contour, as the compiled parser writes it (nvdsosd blurs every non-zero cell)
+            mask = np.where(masks[i] >= 0.5, masks[i], 0.0).astype(np.float32)
+            o.update(mask=mask, mask_width=m.resolution, mask_height=m.resolution)
             out.append(o)
         return out
