@@ -183,6 +183,17 @@ def test_modes_replace_the_face(recipe):
         anonymise(f, d.boxes, None, "smudge")
 
 
+def test_modes_other_than_blur_are_refused_on_the_tensor_engine(recipe, tmp_path):
+    from toolchain.blur.app import blur_video
+    from toolchain.blur.engines import make_engine
+    from toolchain.recipe import with_blur
+
+    eng = make_engine(recipe, "torch", "cpu", tensor_path=True, batch=2)
+    with pytest.raises(FbtoolError, match="host engines only"):
+        blur_video(with_blur(recipe, mode="solid"), ONE_FACE, tmp_path / "x.mp4", eng, max_frames=2, progress=False)
+    assert not (tmp_path / "x.mp4").exists()
+
+
 def test_recipe_blur_section_is_validated(tmp_path):
     import yaml
 

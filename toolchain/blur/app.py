@@ -115,6 +115,9 @@ def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frame
         raise FbtoolError(f"--max-frames must be at least 1, got {max_frames}", "leave it out for every frame")
     if start < 0:
         raise FbtoolError(f"--start must be >= 0, got {start}", "frames are counted from 0")
+    if engine.model is not None and recipe.blur.mode != "blur":
+        raise FbtoolError(f"--mode {recipe.blur.mode} runs on the host engines only (the CUDA engine blurs)",
+                          "use --backend ort or --device cpu, or leave --mode out")
     src = resolve_media(source)
     out = Path(output)
     if out.suffix.lower() != ".mp4":
