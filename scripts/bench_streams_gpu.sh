@@ -22,10 +22,15 @@ echo "== pytest -m gpu"; timeout 120 $PY -m pytest -q -m gpu tests/test_graphs.p
 echo "== gpu_streams_check"; timeout 150 $PY scripts/gpu_streams_check.py --frames-npy .bench_data/frames.npz \
   --clip "$CLIP" --out "$OUT" || rc=1
 common=(--device cuda --backends torch --size 1920x1080 --no-encode --frames-npy .bench_data/frames.npz --batch 32 --precision fp16)
-echo "== bench host frames fp16, fused pipeline (today)"; timeout 130 "${FB[@]}" bench "${common[@]}" --frames "$FRAMES" \
-  --naive-frames 16 --gpu-stages fused -o "$OUT" --stem gpu_fp16_b32_fused || rc=1
-echo "== bench host frames fp16, CUDA graphs"; timeout 130 "${FB[@]}" bench "${common[@]}" --frames "$FRAMES" \
+[ "${SKIP_FUSED:-0}" = 1 ] || { echo "== bench host frames fp16, fused pipeline (today)"; timeout 130 "${FB[@]}" bench "${common[@]}" --frames "$FRAMES" \
+  --naive-frames 16 --gpu-stages fused -o "$OUT" --stem gpu_fp16_b32_fused || rc=1; }
+echo "== bench host frames fp16, CUDA graphs"; timeout 130 "${FB[@]}" bench "${common[@]}" --frames "${GRAPH_FRAMES:-$FRAMES}" \
   --naive-frames 16 --gpu-stages graph -o "$OUT" --stem gpu_fp16_b32_graph || rc=1
 echo "== bench streams"; timeout 220 "${FB[@]}" bench --device cuda --streams "$STREAMS" --source "$CLIP" --precision fp16 \
   --batch 32 --frames-per-stream "$PER_STREAM" --naive-frames 16 -o "$OUT" --stem gpu_streams || rc=1
+if [ "${GIL_VARIANT:-0}" = 1 ]; then
+  echo "== bench streams, GIL switch interval 0.5 ms"; FBTOOL_GIL_SWITCH_S=0.0005 timeout 150 "${FB[@]}" bench --device cuda \
+    --streams 32,64 --source "$CLIP" --precision fp16 --batch 32 --frames-per-stream "$PER_STREAM" --naive-frames 8 \
+    -o "$OUT" --stem gpu_streams_gil || rc=1
+fi
 exit $rc

@@ -104,7 +104,7 @@ def main(argv=None) -> int:
 
     # 3. NVDEC: the decoded frames (for the reference) and the multi-stream path's output
     dec = open_decoder(a.clip, nvdec=True)
-    nv = [f for i, f in dec.frames(a.skip + a.count) if i >= a.skip]
+    nv = [f for i, f, _ in dec.frames(a.skip + a.count, sync=True) if i >= a.skip]
     nvb = torch.stack(nv)
     bgr_t = K.nv12_to_bgr(nvb)
     bgr_w = K.nv12_to_bgr(nvb, force_torch=True)

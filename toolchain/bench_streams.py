@@ -29,7 +29,7 @@ def _host_frames(source: str, nvdec: bool, count: int):
 
     dec = open_decoder(source, nvdec)
     out = []
-    for _, f in dec.frames(count):
+    for _, f, _ in dec.frames(count, sync=True):
         out.append(nv12_to_bgr(f[None])[0].cpu().numpy())
     del dec
     if nvdec:
@@ -43,7 +43,12 @@ def decode_only(source: str, n: int, nvdec: bool, max_frames: int, batch: int) -
     decs = [open_decoder(source, nvdec) for _ in range(n)]
     mux = StreamMux(decs, batch, 0.04, max_frames)
     t0 = time.perf_counter()
-    frames = sum(len(b) for b in mux.batches())
+    frames = 0
+    for b in mux.batches():
+        for it in b:  # decoded = its clone has landed
+            if it[4] is not None:
+                it[4].synchronize()
+        frames += len(b)
     wall = time.perf_counter() - t0
     del decs, mux
     return {"frames": frames, "fps": frames / wall if wall > 0 else 0.0}
@@ -51,7 +56,7 @@ def decode_only(source: str, n: int, nvdec: bool, max_frames: int, batch: int) -
 
 def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_stream: int = 200, batch: int = 32,
                   precision: str = "fp16", naive_frames: int = 16, timeout_ms: float = 40.0, decoder: str = "auto",
-                  blur: bool = True, decode_baseline: bool = True, log=print) -> dict:
+                  blur: bool = True, decode_baseline: bool = True, slots: int = 2, log=print) -> dict:
     from .gpumon import GpuMonitor
 
     mon0 = GpuMonitor()  # before this process makes its CUDA context: the baseline of device memory
@@ -73,7 +78,8 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
     result = {"settings": {"source": source, "size": f"{w}x{h}", "streams": list(streams), "batch": batch,
                            "frames_per_stream": frames_per_stream, "precision": precision, "decoder":
                            "nvdec" if nvdec else "pyav-cpu", "batch_timeout_ms": timeout_ms, "blur": blur,
-                           "frames_stay_on_gpu": True, "encode": False},
+                           "frames_stay_on_gpu": True, "encode": False,
+                           "graph_slots": slots},
               "machine": _machine(cuda), "runs": []}
     host = _host_frames(src, nvdec, naive_frames)
     a = naive_loop(recipe, host, device)
@@ -82,7 +88,7 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
     log(f"bench streams: {src} {w}x{h}, decoder {'NVDEC' if nvdec else 'PyAV (CPU)'}; naive {a['fps']:.1f} frames/s")
     eng = make_engine(recipe, "torch", device, batch=batch, precision=precision, tensor_path=not cuda)
     t0 = time.perf_counter()
-    runner = GraphRunner(eng.model, recipe, batch, h, w, eng.dtype, fmt="nv12", download=False, blur=blur)
+    runner = GraphRunner(eng.model, recipe, batch, h, w, eng.dtype, fmt="nv12", download=False, blur=blur, slots=slots)
     result["settings"]["capture_s"] = time.perf_counter() - t0
     run_streams(runner, [open_decoder(src, nvdec)], max_frames=2 * batch, timeout_s=timeout_ms / 1000)  # warm-up
     for n in streams:

@@ -55,7 +55,7 @@ def _primary_context() -> int:
 
 
 class NvDecoder:
-    """One source. `frames(max_frames)` yields (index, NV12 tensor) after the clone has completed."""
+    """One source: `frames()` yields its NV12 frames as PyTorch tensors of its own."""
 
     def __init__(self, source: str, gpu: int = 0, context: int | None = None):
         import torch
@@ -70,7 +70,10 @@ class NvDecoder:
                                      cudastream=self.stream.cuda_stream, usedevicememory=True)
         self.layout: dict | None = None
 
-    def frames(self, max_frames: int | None = None):
+    def frames(self, max_frames: int | None = None, sync: bool = False):
+        """Yields (index, NV12 tensor, event): the event marks the clone's end on this decoder's stream
+        (the consumer waits on it on its own stream; no host sync per frame). sync=True: the host waits
+        instead and the event is None."""
         import torch
 
         n = 0
@@ -81,9 +84,16 @@ class NvDecoder:
                     if self.layout is None:  # what the surface looked like (docs, diagnostics)
                         self.layout = {"shape": list(v.shape), "stride": list(v.stride()), "dtype": str(v.dtype),
                                        "plane1_offset": _plane_offset(f, v)}
+                    # Decode's own copies run on this stream too (cudastream above), so a surface is
+                    # overwritten only after this clone: no host wait is needed for that.
                     t = v.clone()
-                    self.stream.synchronize()  # the surface may be reused once Decode runs again
-                    yield n, t
+                    ev = None
+                    if sync:
+                        self.stream.synchronize()
+                    else:
+                        ev = torch.cuda.Event()
+                        ev.record(self.stream)
+                    yield n, t, ev
                     n += 1
                     if max_frames is not None and n >= max_frames:
                         return

@@ -38,7 +38,7 @@ class HostNv12Decoder:
             s = c.streams.video[0]
             self.width, self.height = s.codec_context.width, s.codec_context.height
 
-    def frames(self, max_frames: int | None = None):
+    def frames(self, max_frames: int | None = None, sync: bool = False):
         import av
         import torch
 
@@ -46,7 +46,7 @@ class HostNv12Decoder:
             for n, f in enumerate(c.decode(video=0)):
                 if max_frames is not None and n >= max_frames:
                     return
-                yield n, torch.from_numpy(f.to_ndarray(format="nv12")).to(self.device)
+                yield n, torch.from_numpy(f.to_ndarray(format="nv12")).to(self.device), None
 
 
 def open_decoder(source: str, nvdec: bool):
@@ -66,7 +66,7 @@ class MuxStats:
 
 
 class StreamMux:
-    """Decoding threads -> one bounded queue -> batches of (stream, index, frame, t_decoded)."""
+    """Decoding threads -> one bounded queue -> batches of (stream, index, frame, t_decoded, ready event)."""
 
     def __init__(self, decoders: list, batch: int, timeout_s: float = 0.04, max_frames: int | None = None,
                  depth: int | None = None, stop: threading.Event | None = None):
@@ -78,8 +78,8 @@ class StreamMux:
 
     def _decode(self, sid: int, dec) -> None:
         try:
-            for idx, frame in dec.frames(self.max_frames):
-                item = (sid, idx, frame, time.perf_counter())
+            for idx, frame, ev in dec.frames(self.max_frames):
+                item = (sid, idx, frame, time.perf_counter(), ev)
                 while True:
                     if self.stop.is_set():
                         return
@@ -122,8 +122,8 @@ class StreamMux:
                 if buf:
                     self.stats.batches += 1
                     self.stats.frames += len(buf)
-                    for sid, *_ in buf:
-                        self.stats.per_stream[sid] += 1
+                    for item in buf:
+                        self.stats.per_stream[item[0]] += 1
                     yield buf
         except Stopped:
             pass
@@ -178,9 +178,15 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
     on_frame(stream, index, detections, frame_or_None) is called in order per stream; frame is the
     blurred BGR frame on the host when the runner downloads. Returns throughput and latency figures.
     """
+    import os
+    import sys
+
     import torch
 
     mux = StreamMux(decoders, runner.batch, timeout_s, max_frames)
+    old_switch = sys.getswitchinterval()
+    if os.environ.get("FBTOOL_GIL_SWITCH_S"):  # measured both ways in docs/bench.md
+        sys.setswitchinterval(float(os.environ["FBTOOL_GIL_SWITCH_S"]))
     latencies: list[float] = []
     first: list[float] = []
 
@@ -194,20 +200,28 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
             latencies.append(now - t0)
 
     t_start = time.perf_counter()
-    for buf in mux.batches():
-        if not first:
-            first.append(time.perf_counter())
-        frames = [f for _, _, f, _ in buf]
+    try:
+        for buf in mux.batches():
+            if not first:
+                first.append(time.perf_counter())
+            frames = [it[2] for it in buf]
+            events = [it[4] for it in buf if it[4] is not None]
 
-        def fill(dst, frames=frames):
-            torch.stack(frames, out=dst)
-            if dst.is_cuda:
-                for f in frames:  # made on a decoder's stream, read on this one: keep the block alive
-                    f.record_stream(torch.cuda.current_stream())
+            def fill(dst, frames=frames, events=events):
+                if dst.is_cuda:
+                    cur = torch.cuda.current_stream()
+                    for ev in events:  # each frame's clone has run on its decoder's stream
+                        cur.wait_event(ev)
+                torch.stack(frames, out=dst)
+                if dst.is_cuda:
+                    for f in frames:  # made on a decoder's stream, read on this one: keep the block alive
+                        f.record_stream(cur)
 
-        runner.submit(fill, len(buf), {"items": [(s, i, t) for s, i, _, t in buf]}, finish)
-        del frames, buf
-    runner.drain(finish)
+            runner.submit(fill, len(buf), {"items": [(it[0], it[1], it[3]) for it in buf]}, finish)
+            del frames, events, buf
+        runner.drain(finish)
+    finally:
+        sys.setswitchinterval(old_switch)
     wall = time.perf_counter() - t_start
     steady = time.perf_counter() - first[0] if first else wall
     lat = np.asarray(latencies or [0.0]) * 1000
