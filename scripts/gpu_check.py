@@ -28,15 +28,15 @@ def main(argv=None) -> int:
     import torch
 
     from toolchain.bench import load_source_frames, make_frames, parse_size
+    from toolchain.blur.app import run_frames
     from toolchain.blur.engines import make_engine
-    from toolchain.blur.gpu import anchors_torch, postprocess_torch
-    from toolchain.blur.job import run_frames
     from toolchain.blur.proof import verify_frames
+    from toolchain.compare.metrics import match
     from toolchain.detector import detect_batch
-    from toolchain.metrics import match
-    from toolchain.preprocess import preprocess_batch
     from toolchain.recipe import load_recipe
     from toolchain.reference.detections import Detections, postprocess, split_batch
+    from toolchain.reference.preprocess import preprocess_batch
+    from toolchain.reference.torch_port import anchors_torch, postprocess_torch
     from toolchain.runners import TorchRunner
 
     r = load_recipe()

@@ -24,8 +24,8 @@ def main(argv=None) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     from toolchain.bench import load_source_frames, make_frames, parse_size
+    from toolchain.blur.app import run_frames
     from toolchain.blur.engines import make_engine
-    from toolchain.blur.job import run_frames
     from toolchain.recipe import load_recipe
 
     r = load_recipe()

@@ -25,10 +25,10 @@ def main(argv=None) -> int:
 
     from toolchain.bench import load_source_frames, make_frames, parse_size
     from toolchain.blur.engines import make_engine
-    from toolchain.blur.gpu import anchors_torch, letterbox_torch, postprocess_torch, to_frame_torch
-    from toolchain.blur.ops_torch import blur_batch
-    from toolchain.blur.stages import cuda_blur_fn
+    from toolchain.blur.ops.torch import blur_batch
+    from toolchain.blur.pipeline.stages import cuda_blur_fn
     from toolchain.recipe import load_recipe
+    from toolchain.reference.torch_port import anchors_torch, letterbox_torch, postprocess_torch, to_frame_torch
 
     r = load_recipe()
     b = a.batch
@@ -83,12 +83,12 @@ def main(argv=None) -> int:
     faces = int(dets.keep.sum())
     work = g.clone()
     bench(f"blur_batch ({faces} faces)", lambda: blur_batch(work, dets))
-    from toolchain.blur.ops_dense import blur_batch_dense
+    from toolchain.blur.ops.dense import blur_batch_dense
 
     bench(f"blur_batch_dense ({faces} faces)", lambda: blur_batch_dense(work, dets))
     import torch.nn.functional as F
 
-    from toolchain.blur.ops_torch import area_pool
+    from toolchain.blur.ops.torch import area_pool
 
     for k in (30, 97):
         bench(f"avg_pool2d k={k} x{b} frames", lambda k=k: [F.avg_pool2d(

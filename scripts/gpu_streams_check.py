@@ -21,8 +21,8 @@ import numpy as np
 
 
 def _match(results, frames, recipe, runner):
+    from toolchain.compare.metrics import match
     from toolchain.detector import detect_batch
-    from toolchain.metrics import match
     from toolchain.reference.detections import Detections
 
     tp = fp = fn = 0
@@ -51,11 +51,11 @@ def main(argv=None) -> int:
     import torch
 
     from toolchain.bench import load_source_frames, make_frames
-    from toolchain.blur import kernels as K
     from toolchain.blur.engines import make_engine
-    from toolchain.blur.graphs import GraphedStage, GraphRunner, run_host_frames
+    from toolchain.blur.ops import kernels as K
+    from toolchain.blur.pipeline.graphs import GraphedStage, GraphRunner, run_host_frames
+    from toolchain.blur.pipeline.streams import open_decoder, run_streams
     from toolchain.blur.proof import verify_frames
-    from toolchain.blur.streams import open_decoder, run_streams
     from toolchain.recipe import load_recipe
     from toolchain.runners import TorchRunner
 

@@ -41,8 +41,8 @@ def prepare(out: Path) -> None:
 
     from toolchain.export import export
     from toolchain.frames import parity_frames
-    from toolchain.preprocess import preprocess_batch
     from toolchain.recipe import load_recipe
+    from toolchain.reference.preprocess import preprocess_batch
     from toolchain.surgery import run_passes
 
     recipe = load_recipe()

@@ -90,7 +90,7 @@ fi
 if [ $# -gt 0 ]; then
   files=("$@")
 else
-  files=(toolchain/engine/adapter.py toolchain/engine/build.py toolchain/engine/calibrator.py
+  files=(toolchain/trt/adapter.py toolchain/engine/build.py toolchain/engine/calibrator.py
          toolchain/runners/tensorrt.py)
 fi
 

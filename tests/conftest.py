@@ -64,7 +64,7 @@ def fresh_run(exported, tmp_path):
     to `exported`, so tests that record stages start from this)."""
     import shutil
 
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     src, info = exported
     out = tmp_path / "run"

@@ -37,7 +37,7 @@ def _no_temp_files(folder):
 @pytest.mark.parametrize("clip,start", [("classroom.gif", 0), ("head-pose-face-detection-female-and-male.gif", 0),
                                         (MP4, MP4_FACES_AT)])
 def test_blur_proof_on_shared_clips(recipe, host_engine, tmp_path, clip, start):
-    from toolchain.blur.job import blur_video
+    from toolchain.blur.app import blur_video
 
     out = tmp_path / "blurred.mp4"
     info = blur_video(recipe, clip, out, host_engine, json_path=tmp_path / "d.jsonl", start=start, max_frames=5,
@@ -60,7 +60,7 @@ def test_proof_fails_on_an_unblurred_copy(recipe):
     # ... and fails on a frame damaged away from faces
     bad = [f.copy() for f in frames]
     bad[0][:100, :300] = 255 - bad[0][:100, :300]  # far from the faces (they sit below row 120)
-    from toolchain.blur.ops_cpu import blur_faces
+    from toolchain.blur.ops.cpu import blur_faces
     from toolchain.detector import detect_batch
     from toolchain.runners import TorchRunner
 
@@ -72,7 +72,7 @@ def test_proof_fails_on_an_unblurred_copy(recipe):
 # ----------------------------------------------------------------------------- errors, no partial output
 
 def test_truncated_video_gives_clear_error_and_no_output(recipe, host_engine, tmp_path):
-    from toolchain.blur.job import blur_video
+    from toolchain.blur.app import blur_video
     from toolchain.media import resolve_media
 
     cut = tmp_path / "cut.mp4"
@@ -85,7 +85,7 @@ def test_truncated_video_gives_clear_error_and_no_output(recipe, host_engine, tm
 
 
 def test_unreadable_video_gives_clear_error(recipe, host_engine, tmp_path):
-    from toolchain.blur.job import blur_video
+    from toolchain.blur.app import blur_video
 
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all" * 100)
@@ -103,7 +103,7 @@ def _fbtool_threads():
 
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_pipeline_propagates_first_error_and_stops_every_stage(where):
-    from toolchain.blur.pipeline import Pipeline, Stage
+    from toolchain.blur.pipeline.core import Pipeline, Stage
 
     class Boom(RuntimeError):
         pass
@@ -135,8 +135,8 @@ def test_pipeline_propagates_first_error_and_stops_every_stage(where):
 
 
 def test_failing_blur_stage_leaves_no_partial_output(recipe, host_engine, tmp_path, monkeypatch):
-    from toolchain.blur import stages
-    from toolchain.blur.job import blur_video
+    from toolchain.blur.app import blur_video
+    from toolchain.blur.pipeline import stages
 
     def failing_blur(recipe):
         def fn(batches):
@@ -156,7 +156,7 @@ def test_failing_blur_stage_leaves_no_partial_output(recipe, host_engine, tmp_pa
 
 def test_failing_encoder_leaves_no_partial_output(recipe, host_engine, tmp_path, monkeypatch):
     from toolchain.blur import writer
-    from toolchain.blur.job import blur_video
+    from toolchain.blur.app import blur_video
 
     calls = {"n": 0}
     real = writer.BlurWriter.write
@@ -179,7 +179,7 @@ def test_failing_encoder_leaves_no_partial_output(recipe, host_engine, tmp_path,
 @pytest.fixture(scope="module")
 def raw_batch(recipe, torch_runner):
     from toolchain.media import read_frames
-    from toolchain.preprocess import preprocess_batch
+    from toolchain.reference.preprocess import preprocess_batch
 
     frames = (read_frames("classroom.gif", max_frames=2) + read_frames("head-pose-face-detection-female-and-male.gif",
                                                                        max_frames=2)
@@ -192,9 +192,9 @@ def raw_batch(recipe, torch_runner):
 def test_torch_postprocess_matches_reference(recipe, raw_batch, threshold):
     import torch
 
-    from toolchain.blur.gpu import anchors_torch, postprocess_torch, to_frame_torch
-    from toolchain.preprocess import to_frame
     from toolchain.reference.detections import postprocess, split_batch
+    from toolchain.reference.preprocess import to_frame
+    from toolchain.reference.torch_port import anchors_torch, postprocess_torch, to_frame_torch
 
     frames, _, lbs, out = raw_batch
     td = postprocess_torch({k: torch.from_numpy(v) for k, v in out.items()}, recipe, anchors_torch(recipe, "cpu"),
@@ -213,7 +213,7 @@ def test_torch_postprocess_matches_reference(recipe, raw_batch, threshold):
 def test_torch_letterbox_matches_preprocess(recipe, raw_batch):
     import torch
 
-    from toolchain.blur.gpu import letterbox_torch
+    from toolchain.reference.torch_port import letterbox_torch
 
     frames, x, lbs, _ = raw_batch
     xt, lb = letterbox_torch(torch.from_numpy(np.stack(frames)), recipe)
@@ -224,10 +224,10 @@ def test_torch_letterbox_matches_preprocess(recipe, raw_batch):
 def test_torch_blur_matches_cpu_blur(recipe, raw_batch):
     import torch
 
-    from toolchain.blur.gpu import anchors_torch, postprocess_torch, to_frame_torch
-    from toolchain.blur.ops_cpu import blur_faces
-    from toolchain.blur.ops_torch import blur_batch
+    from toolchain.blur.ops.cpu import blur_faces
+    from toolchain.blur.ops.torch import blur_batch
     from toolchain.blur.proof import verify_frames
+    from toolchain.reference.torch_port import anchors_torch, postprocess_torch, to_frame_torch
 
     frames, _, lbs, out = raw_batch
     td = to_frame_torch(postprocess_torch({k: torch.from_numpy(v) for k, v in out.items()}, recipe,
@@ -242,10 +242,10 @@ def test_torch_blur_matches_cpu_blur(recipe, raw_batch):
 
 def test_tensor_engine_pipeline_blurs(recipe, tensor_engine, tmp_path):
     """The CUDA engine's stages (upload, infer, post, blur, download), run on CPU tensors."""
-    from toolchain.blur.job import blur_video
+    from toolchain.blur.app import blur_video
 
     for fuse in (True, False):
-        import toolchain.blur.job as job
+        import toolchain.blur.app as job
 
         info = job.run_frames(tensor_engine, recipe, ((i, f) for i, f in _frames(4)), keep=(kept := []),
                               results=[], fuse_gpu=fuse)

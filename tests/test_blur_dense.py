@@ -1,4 +1,4 @@
-"""The dense CUDA blur (toolchain/blur/ops_dense.py), run on CPU tensors: its vectorised union mask is
+"""The dense CUDA blur (toolchain/blur/ops/dense.py), run on CPU tensors: its vectorised union mask is
 the reference's (toolchain.reference.masks.frame_mask), and its blur passes the pixel proof."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ def batch(recipe, torch_runner):
     detections from the torch post-processing, in frame pixels."""
     import torch
 
-    from toolchain.blur.gpu import anchors_torch, postprocess_torch, to_frame_torch
     from toolchain.media import read_frames
-    from toolchain.preprocess import preprocess_batch
+    from toolchain.reference.preprocess import preprocess_batch
+    from toolchain.reference.torch_port import anchors_torch, postprocess_torch, to_frame_torch
 
     frames = (read_frames("classroom.gif", max_frames=2) + read_frames("head-pose-face-detection-female-and-male.gif",
                                                                        max_frames=2)
@@ -30,8 +30,8 @@ def batch(recipe, torch_runner):
 def _mask(td, h, w, f0, scale=1.0):
     import torch
 
-    from toolchain.blur.ops_dense import union_mask
-    from toolchain.blur.ops_torch import ellipse_params_torch
+    from toolchain.blur.ops.dense import union_mask
+    from toolchain.blur.ops.torch import ellipse_params_torch
 
     boxes = td.boxes * scale
     lms = None if td.landmarks is None else td.landmarks * scale
@@ -75,7 +75,7 @@ def test_union_mask_on_the_quarter_grid_stays_close_at_1080p(batch):
 def test_dense_blur_passes_the_proof_and_leaves_the_rest_untouched(recipe, batch):
     import torch
 
-    from toolchain.blur.ops_dense import blur_batch_dense
+    from toolchain.blur.ops.dense import blur_batch_dense
     from toolchain.blur.proof import verify_frames
     from toolchain.reference.masks import frame_mask
 
@@ -96,8 +96,8 @@ def test_dense_blur_passes_the_proof_and_leaves_the_rest_untouched(recipe, batch
 def test_dense_blur_of_a_batch_without_faces_is_a_no_op(batch):
     import torch
 
-    from toolchain.blur.gpu import TorchDetections
-    from toolchain.blur.ops_dense import blur_batch_dense
+    from toolchain.blur.ops.dense import blur_batch_dense
+    from toolchain.reference.torch_port import TorchDetections
 
     frames, td = batch
     t = torch.from_numpy(np.stack(frames)).clone()
@@ -107,9 +107,9 @@ def test_dense_blur_of_a_batch_without_faces_is_a_no_op(batch):
 
 
 def test_cuda_blur_mode_selection(monkeypatch):
-    from toolchain.blur.ops_dense import blur_batch_dense
-    from toolchain.blur.ops_torch import blur_batch
-    from toolchain.blur.stages import DEFAULT_CUDA_BLUR, cuda_blur_fn
+    from toolchain.blur.ops.dense import blur_batch_dense
+    from toolchain.blur.ops.torch import blur_batch
+    from toolchain.blur.pipeline.stages import DEFAULT_CUDA_BLUR, cuda_blur_fn
     from toolchain.errors import FbtoolError
 
     monkeypatch.delenv("FBTOOL_CUDA_BLUR", raising=False)

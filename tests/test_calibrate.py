@@ -25,7 +25,7 @@ def calibrated(tmp_path_factory, onnx_path):
     from click.testing import CliRunner
 
     from toolchain.cli import cli
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     out = tmp_path_factory.mktemp("calib_run")
     shutil.copy(onnx_path, out / "model.onnx")
@@ -45,9 +45,9 @@ def _one_line_error(exc_info) -> str:
 # ---- calibration set -------------------------------------------------------------------------------
 
 def test_calibration_set_is_nvinfer_preprocessing_exactly(calibrated, recipe):
-    from toolchain.calibrate.dataset import load_calibration_set
+    from toolchain.calibset import load_calibration_set
     from toolchain.media import iter_frames
-    from toolchain.preprocess import preprocess
+    from toolchain.reference.preprocess import preprocess
 
     out, _, _ = calibrated
     cs = load_calibration_set(out / "calib", recipe)
@@ -70,7 +70,7 @@ def test_calibration_set_is_nvinfer_preprocessing_exactly(calibrated, recipe):
 def test_calibration_set_from_image_and_mp4(tmp_path, recipe, classroom_frame):
     import cv2
 
-    from toolchain.calibrate.dataset import build_calibration_set, load_calibration_set
+    from toolchain.calibset import build_calibration_set, load_calibration_set
 
     png = tmp_path / "still.png"
     cv2.imwrite(str(png), classroom_frame)
@@ -83,7 +83,7 @@ def test_calibration_set_from_image_and_mp4(tmp_path, recipe, classroom_frame):
 
 
 def test_preprocess_hash_mismatch_is_refused(calibrated, recipe):
-    from toolchain.calibrate.dataset import load_calibration_set
+    from toolchain.calibset import load_calibration_set
 
     other = dataclasses.replace(recipe, preprocess=dataclasses.replace(recipe.preprocess, mean=(0.0, 0.0, 0.0)))
     with pytest.raises(FbtoolError) as e:
@@ -93,7 +93,7 @@ def test_preprocess_hash_mismatch_is_refused(calibrated, recipe):
 
 @pytest.mark.parametrize("content", [b"", b"not a video at all" * 10])
 def test_empty_or_unreadable_source_stops(tmp_path, recipe, content):
-    from toolchain.calibrate.dataset import build_calibration_set
+    from toolchain.calibset import build_calibration_set
 
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(content)
@@ -104,7 +104,7 @@ def test_empty_or_unreadable_source_stops(tmp_path, recipe, content):
 
 
 def test_missing_or_no_source_stops(tmp_path, recipe):
-    from toolchain.calibrate.dataset import sample_frames
+    from toolchain.calibset import sample_frames
 
     with pytest.raises(FbtoolError):
         sample_frames([str(tmp_path / "nope.gif")], 4)
@@ -117,7 +117,7 @@ def test_cli_reports_unreadable_source_in_one_line(tmp_path, onnx_path):
     from click.testing import CliRunner
 
     from toolchain.cli import cli
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     shutil.copy(onnx_path, tmp_path / "model.onnx")
     RunFolder(tmp_path).record("export", {"onnx": tmp_path / "model.onnx"})
@@ -129,7 +129,7 @@ def test_cli_reports_unreadable_source_in_one_line(tmp_path, onnx_path):
 
 
 def test_calibration_and_validation_clips_are_disjoint(tmp_path, recipe):
-    from toolchain.calibrate.dataset import build_calibration_set, check_disjoint
+    from toolchain.calibset import build_calibration_set, check_disjoint
     from toolchain.media import resolve_media
 
     assert not set(recipe.calibration_media) & set(recipe.validation_media)
@@ -143,8 +143,8 @@ def test_calibration_and_validation_clips_are_disjoint(tmp_path, recipe):
 
 
 def test_gate_refuses_calibration_frames(calibrated, recipe):
-    from toolchain.calibrate.dataset import load_calibration_set, sample_frames
     from toolchain.calibrate.gate import check_held_out
+    from toolchain.calibset import load_calibration_set, sample_frames
 
     cs = load_calibration_set(calibrated[0] / "calib", recipe)
     check_held_out(sample_frames(recipe.validation_media[:1], 2), cs.source_hashes)
@@ -156,7 +156,7 @@ def test_gate_refuses_calibration_frames(calibrated, recipe):
 # ---- legacy TensorRT cache -------------------------------------------------------------------------
 
 def test_cache_header_and_scale_encoding_are_tensorrts():
-    from toolchain.calibrate.cache import decode_scale, encode_scale, header, trt_version_number
+    from toolchain.trt.calib_cache import decode_scale, encode_scale, header, trt_version_number
 
     # NV_TENSORRT_VERSION: major*10000+minor*100+patch from TensorRT 10, major*1000+... before.
     assert header("10.3") == "TRT-100300-EntropyCalibration2"
@@ -176,8 +176,8 @@ def test_cache_header_and_scale_encoding_are_tensorrts():
 def test_cache_round_trips_exactly(calibrated, recipe, onnx_path):
     import onnx
 
-    from toolchain.calibrate.cache import read_cache
     from toolchain.calibrate.stats import ActivationStats
+    from toolchain.trt.calib_cache import read_cache
 
     out, stage, _ = calibrated
     stats = ActivationStats.load(out / "calib" / "stats.npz")
@@ -205,7 +205,7 @@ def test_cache_round_trips_exactly(calibrated, recipe, onnx_path):
 
 
 def test_cache_reader_rejects_garbage(tmp_path):
-    from toolchain.calibrate.cache import read_cache
+    from toolchain.trt.calib_cache import read_cache
 
     p = tmp_path / "c.cache"
     p.write_text("TRT-100300-EntropyCalibration2\ninput: 3f80\n")
@@ -278,8 +278,8 @@ def test_qdq_models_use_the_cache_scales_and_keep_metadata(calibrated, recipe, o
     import onnx
     from onnx import numpy_helper
 
-    from toolchain.calibrate.cache import read_cache
     from toolchain.onnx_meta import get_metadata
+    from toolchain.trt.calib_cache import read_cache
 
     out, stage, _ = calibrated
     src_meta = get_metadata(onnx_path)
@@ -348,8 +348,8 @@ def test_post_processing_tail_stays_high_precision():
 
 
 def test_gate_fails_against_tighter_recipe_limits(calibrated, recipe):
-    from toolchain.calibrate.dataset import sample_frames
     from toolchain.calibrate.gate import accuracy_gate
+    from toolchain.calibset import sample_frames
 
     out, stage, _ = calibrated
     strict = dataclasses.replace(recipe, tolerances=dataclasses.replace(recipe.tolerances, int8_mean_iou=0.999))
@@ -377,3 +377,29 @@ def test_gate_figures_meet_the_recipe_tolerances(calibrated, recipe):
         assert (out / stage["artifacts"][key]["path"]).is_file()
         assert f"{key} " in output
     assert "calibrate: done" in output
+
+
+@pytest.mark.parametrize("key,candidate,field", [("fp16", "fp16", "mean_iou"), ("int8_qdq", "int8-qdq", "int8_mean_iou")])
+def test_calibrate_gate_and_validate_give_one_verdict(calibrated, recipe, tmp_path, key, candidate, field):
+    """One product, one recipe: `fbtool calibrate`'s gate and `fbtool validate` agree, at the recipe's
+    tolerances (both pass) and with the mean-IoU limit out of reach (both fail). FP16 used to pass
+    the gate on F1 alone while validate failed it on mean IoU."""
+    from toolchain.calibrate.gate import accuracy_gate
+    from toolchain.calibset import sample_frames
+    from toolchain.runfolder import RunFolder
+    from toolchain.validate import validate
+
+    out, stage, _ = calibrated
+    run = tmp_path / "run"
+    run.mkdir()
+    product = run / stage["artifacts"][key]["path"]
+    shutil.copy(out / stage["artifacts"][key]["path"], product)
+    RunFolder(run).record("calibrate", {key: product})
+    strict = dataclasses.replace(recipe, tolerances=dataclasses.replace(recipe.tolerances, **{field: 0.9999}))
+    frames = sample_frames(recipe.validation_media[:2], 8)
+    for r, want in ((recipe, True), (strict, False)):
+        gate = accuracy_gate(r, product, frames, "int8-entropy" if key.startswith("int8") else "fp16")
+        report = validate(r, run, only={candidate}, per_clip=2)
+        verdict = next(c for c in report["candidates"] if c["name"] == candidate)
+        assert verdict["status"] in ("pass", "fail"), verdict
+        assert gate["passed"] == (verdict["status"] == "pass") == want, (gate["failures"], verdict["breaches"])

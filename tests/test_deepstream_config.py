@@ -20,7 +20,7 @@ MODEL = "retinaface_mnet025"
 @pytest.fixture(scope="module")
 def ds_run(exported, tmp_path_factory):
     """A run folder of its own holding only the session's export (other tests add stages to `exported`)."""
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     src_run, info = exported
     run = tmp_path_factory.mktemp("dsrun")
@@ -55,8 +55,8 @@ def _emit(recipe, run, tmp_path, **kw):
 
 
 def test_fp32_ds91_matches_golden_and_is_recorded(recipe, ds_run, tmp_path):
-    from toolchain.deepstream import keys
-    from toolchain.manifest import RunFolder
+    from toolchain.nvinfer import keys
+    from toolchain.runfolder import RunFolder
 
     ds, info = _emit(recipe, ds_run, tmp_path, precision="fp32", ds_version="9.1")
     infer = ds / f"config_infer_primary_{MODEL}.txt"
@@ -81,7 +81,7 @@ def test_fp32_ds91_matches_golden_and_is_recorded(recipe, ds_run, tmp_path):
 
 
 def test_values_come_from_the_model_metadata_and_recipe(recipe, ds_run, tmp_path):
-    from toolchain.deepstream.keyfile import parse
+    from toolchain.nvinfer.keyfile import parse
     from toolchain.onnx_meta import get_metadata
 
     ds, _ = _emit(recipe, ds_run, tmp_path)
@@ -109,7 +109,7 @@ def test_fp16_ds71_and_no_mask_variants(recipe, ds_run, tmp_path):
 
 def test_int8_paths(recipe, ds_run, tmp_path):
     from toolchain.errors import FbtoolError
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     run = tmp_path / "run"
     run.mkdir()
@@ -138,8 +138,8 @@ def _infer_text() -> str:
 
 
 def _findings(text: str, version: str = "9.1", kind: str | None = None):
-    from toolchain.deepstream import keys
-    from toolchain.deepstream.keyfile import parse
+    from toolchain.nvinfer import keys
+    from toolchain.nvinfer.keyfile import parse
 
     return keys.errors(keys.check(parse(text), version, kind))
 
@@ -219,7 +219,7 @@ def test_surgery_onnx_is_preferred_and_stale_exports_refused(recipe, ds_run, tmp
     import dataclasses
 
     from toolchain.errors import FbtoolError
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     run = tmp_path / "run"
     run.mkdir()

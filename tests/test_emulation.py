@@ -33,7 +33,7 @@ def reference(recipe, torch_runner, frames):
 @pytest.fixture(scope="module")
 def emu_run(exported, tmp_path_factory):
     """A run folder of its own with the session's export (other tests record stages in `exported`)."""
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     src, info = exported
     run = tmp_path_factory.mktemp("emurun")
@@ -50,17 +50,17 @@ def _config(recipe, run, ds, mask=True) -> Path:
 
 
 def _compare(reference, objects, frames):
-    from toolchain.emulation import to_detections
-    from toolchain.metrics import compare_detections
+    from toolchain.compare.metrics import compare_detections
+    from toolchain.nvinfer.emulation import to_detections
 
     cands = [to_detections(o, f.shape[1], f.shape[0]) for o, f in zip(objects, frames)]
     return compare_detections(reference, cands, with_masks=False)
 
 
 def _mask_ious(reference, objects, frames, match_iou=0.5):
-    """Mask IoU of each emulated face matched to a reference face, matched as toolchain.metrics.match
+    """Mask IoU of each emulated face matched to a reference face, matched as toolchain.compare.metrics.match
     does (by descending score, to the unmatched reference face of highest box IoU >= 0.5)."""
-    from toolchain.emulation import pair_mask_iou, to_detections
+    from toolchain.nvinfer.emulation import pair_mask_iou, to_detections
     from toolchain.reference.nms import iou_matrix
 
     out = []
@@ -80,7 +80,7 @@ def _mask_ious(reference, objects, frames, match_iou=0.5):
 
 # --- geometry and config semantics ------------------------------------------------------------
 def test_letterbox_geometry_is_nvinfers():
-    from toolchain.emulation import nvinfer_letterbox
+    from toolchain.nvinfer.emulation import nvinfer_letterbox
 
     lb = nvinfer_letterbox(1920, 1080, 640, 384, True, False)
     assert (lb.scaled_w, lb.scaled_h, lb.pad_x, lb.pad_y) == (640, 360, 0, 0)
@@ -95,7 +95,7 @@ def test_letterbox_geometry_is_nvinfers():
 
 def test_mapping_filters_and_topk(recipe, emu_run, tmp_path):
     """Parser objects in network pixels -> frame pixels, pre-cluster-threshold and topk per class."""
-    from toolchain.emulation import NvInferEmulator, nvinfer_letterbox
+    from toolchain.nvinfer.emulation import NvInferEmulator, nvinfer_letterbox
 
     cfg = _config(recipe, emu_run, tmp_path / "ds")
     text = cfg.read_text().replace("symmetric-padding=0", "symmetric-padding=1").replace("topk=750", "topk=2")
@@ -121,9 +121,9 @@ def test_mapping_filters_and_topk(recipe, emu_run, tmp_path):
 
 
 def test_instance_masks_need_cluster_mode_4(recipe, emu_run, tmp_path):
-    from toolchain.emulation import NvInferEmulator
-    from toolchain.emulation.config import NvInferConfig
     from toolchain.errors import FbtoolError
+    from toolchain.nvinfer.emulation import NvInferEmulator
+    from toolchain.nvinfer.emulation.config import NvInferConfig
 
     cfg = _config(recipe, emu_run, tmp_path / "ds")
     c = NvInferEmulator(cfg, parser=object()).config
@@ -135,7 +135,7 @@ def test_instance_masks_need_cluster_mode_4(recipe, emu_run, tmp_path):
 # --- end to end, real frames -------------------------------------------------------------------
 def test_emulation_with_reference_stand_in_matches_torch(recipe, emu_run, tmp_path, frames, reference):
     """Preprocessing from the config, NMS (no-mask config) / parser-side NMS (mask config), mapping."""
-    from toolchain.emulation import NvInferEmulator, ReferenceParser
+    from toolchain.nvinfer.emulation import NvInferEmulator, ReferenceParser
 
     tol = recipe.tolerances
     for mask in (True, False):
@@ -152,7 +152,7 @@ def test_emulation_with_reference_stand_in_matches_torch(recipe, emu_run, tmp_pa
 
 def test_a_wrong_config_is_caught(recipe, emu_run, tmp_path, frames, reference):
     """The emulation preprocesses from the CONFIG: a wrong colour order or padding shows up."""
-    from toolchain.emulation import NvInferEmulator, ReferenceParser
+    from toolchain.nvinfer.emulation import NvInferEmulator, ReferenceParser
 
     cfg = _config(recipe, emu_run, tmp_path / "ds")
     for good, bad in (("model-color-format=1", "model-color-format=0"), ("symmetric-padding=0", "symmetric-padding=1")):
@@ -176,9 +176,9 @@ def compiled_run(recipe, emu_run, tmp_path_factory):
     reason = _parser_missing()
     if reason:
         pytest.skip(reason)
-    from toolchain.manifest import RunFolder
     from toolchain.onnx_meta import get_metadata
     from toolchain.parser import build_parser
+    from toolchain.runfolder import RunFolder
 
     run = tmp_path_factory.mktemp("compiled")
     shutil.copy(emu_run / "model.onnx", run / "model.onnx")
@@ -191,7 +191,7 @@ def compiled_run(recipe, emu_run, tmp_path_factory):
 
 def test_emulation_with_compiled_parser_bbox(recipe, compiled_run, tmp_path, frames, reference):
     """network-type=0: the real NvDsInferParseFbtoolFace through its C ABI, nvinfer's NMS (cluster-mode=2)."""
-    from toolchain.emulation import NvInferEmulator
+    from toolchain.nvinfer.emulation import NvInferEmulator
 
     cfg = _config(recipe, compiled_run, tmp_path / "ds", mask=False)
     emu = NvInferEmulator(cfg, parser="compiled")
@@ -204,7 +204,7 @@ def test_emulation_with_compiled_parser_bbox(recipe, compiled_run, tmp_path, fra
 def test_emulation_with_compiled_parser_masks(recipe, compiled_run, tmp_path, frames, reference):
     """network-type=3: the real NvDsInferParseFbtoolFaceMask. nvinfer runs no NMS on instance masks
     (cluster-mode=4 only), so duplicates here mean the parser stopped clustering."""
-    from toolchain.emulation import NvInferEmulator
+    from toolchain.nvinfer.emulation import NvInferEmulator
 
     cfg = _config(recipe, compiled_run, tmp_path / "ds", mask=True)
     objects = NvInferEmulator(cfg, parser="compiled").infer(frames)
@@ -220,8 +220,8 @@ def test_emulation_decoded_layout_with_compiled_parser(recipe, compiled_run, tmp
     deploys when present; the same parser reads it and the pipeline still matches PyTorch."""
     import dataclasses
 
-    from toolchain.emulation import NvInferEmulator
-    from toolchain.manifest import RunFolder
+    from toolchain.nvinfer.emulation import NvInferEmulator
+    from toolchain.runfolder import RunFolder
     from toolchain.surgery.stage import surgery
 
     run = tmp_path / "run"

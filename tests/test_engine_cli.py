@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from toolchain.cli import cli
-from toolchain.manifest import RunFolder
+from toolchain.runfolder import RunFolder
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 

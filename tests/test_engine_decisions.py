@@ -8,9 +8,10 @@ import dataclasses
 import pytest
 
 from toolchain.engine import decisions as D
-from toolchain.engine.manifest import RunningInfo, check_compatible
-from toolchain.engine.naming import engine_file_name, manifest_path, parse_engine_file_name, rtx_engine_file_name
 from toolchain.errors import FbtoolError
+from toolchain.trt.manifest import RunningInfo, check_compatible
+from toolchain.trt.naming import engine_file_name, manifest_path, parse_engine_file_name, rtx_engine_file_name
+from toolchain.trt.versions import hardware_compat_name
 
 EXPORT = ("export", "onnx")
 SURGERY = ("surgery", "onnx")
@@ -132,9 +133,9 @@ def test_portability_refusals():
         D.check_portability(RTX, D.plan_build("fp16", RTX, ALL), True, "none")
     with pytest.raises(FbtoolError, match="implicit INT8"):
         D.check_portability(TRT10, D.plan_build("int8", TRT10, ALL, int8_mode="implicit"), False, "same-cc")
-    assert D.hardware_compat_name("ampere-plus") == "AMPERE_PLUS"
+    assert hardware_compat_name("ampere-plus") == "AMPERE_PLUS"
     with pytest.raises(FbtoolError):
-        D.hardware_compat_name("turing")
+        hardware_compat_name("turing")
 
 
 def test_rtx_targets():
@@ -243,7 +244,7 @@ def test_rtx_engines_only_on_rtx_and_target_cc():
 # ---- GPU facts -----------------------------------------------------------------------------
 
 def test_parse_nvidia_smi():
-    from toolchain.engine.adapter import parse_nvidia_smi
+    from toolchain.trt.adapter import parse_nvidia_smi
 
     # as printed on the lent H100 machine (driver 580)
     banner = "| NVIDIA-SMI 580.159.04   Driver Version: 580.159.04   CUDA Version: 13.0     |"

@@ -15,10 +15,10 @@ import shutil
 import pytest
 
 from toolchain.engine.build import BuildOptions, build_engine
-from toolchain.engine.manifest import RunningInfo, assert_compatible, check_compatible, load_manifest
 from toolchain.errors import FbtoolError
 from toolchain.fsutil import sha256_file
-from toolchain.manifest import RunFolder
+from toolchain.runfolder import RunFolder
+from toolchain.trt.manifest import RunningInfo, assert_compatible, check_compatible, load_manifest
 
 trt_rtx = pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is not installed (pip install 'fbtool[rtx]')")
 
@@ -110,8 +110,8 @@ def test_rtx_builds_int8_qdq_graph(recipe, rtx_run, tmp_path):
     """Records whether TensorRT-RTX takes Model Optimizer's INT8 Q/DQ graph (it does, strongly typed)."""
     from modelopt.onnx.quantization import quantize
 
-    from toolchain.calibrate.dataset import sample_frames
-    from toolchain.preprocess import preprocess_batch
+    from toolchain.calibset import sample_frames
+    from toolchain.reference.preprocess import preprocess_batch
 
     run = _copy_run(rtx_run, tmp_path)
     frames = [f.image for f in sample_frames(recipe.calibration_media, 8)]
@@ -159,7 +159,7 @@ def test_rtx_parse_error_is_one_line(recipe, exported, tmp_path):
 
 def test_adapter_logger_keeps_tensorrt_errors():
     """The Python ILogger subclass really receives TensorRT's messages (what build errors quote)."""
-    from toolchain.engine.adapter import Backend
+    from toolchain.trt.adapter import Backend
 
     errors: list[str] = []
     backend = Backend("tensorrt-rtx")

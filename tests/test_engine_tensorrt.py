@@ -1,6 +1,6 @@
 """The TensorRT runner, and gated end-to-end tests: build fp32/fp16/int8 engines of the default model
 with the real TensorRT, run them on real frames, and hold them to the recipe's validate tolerances
-against PyTorch fp32 (toolchain.metrics).
+against PyTorch fp32 (toolchain.compare.metrics).
 
 The gated tests run wherever `import tensorrt` works and torch sees a CUDA GPU (see docs/engine.md);
 here they are skipped with the reason. The plain tests (dtype table, batch chunking, refusing to run
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from toolchain.errors import FbtoolError
-from toolchain.manifest import RunFolder
+from toolchain.runfolder import RunFolder
 from toolchain.runners.tensorrt import TensorRTRunner, chunks, torch_dtype_name
 
 
@@ -105,8 +105,8 @@ def reference(recipe, torch_runner):
 
 
 def _validate(recipe, engine_path, reference, f1_tol, iou_tol, batch=4, runtime=None):
+    from toolchain.compare.metrics import compare_detections
     from toolchain.detector import detect_frames
-    from toolchain.metrics import compare_detections
 
     frames, ref = reference
     runner = TensorRTRunner(engine_path, runtime=runtime)
@@ -130,7 +130,7 @@ def test_tensorrt_engine_passes_validate_tolerances(recipe, trt_run, reference, 
     runner, _ = _validate(recipe, info["engine"], reference, f1, iou)
     assert info["engine"].endswith(f"_b{recipe.input.batch.max}_gpu0_{precision}.engine")
     # dynamic batch: every frame of a batch gets the same outputs as when run alone, across chunking
-    from toolchain.preprocess import preprocess_batch
+    from toolchain.reference.preprocess import preprocess_batch
 
     frames = reference[0]
     x, _ = preprocess_batch([frames[i % len(frames)] for i in range(recipe.input.batch.max + 3)], recipe)
@@ -190,8 +190,8 @@ def test_runner_on_a_real_runtime_refuses_foreign_and_damaged_engines(runtime, m
     deserializing; bytes that are no engine fail in TensorRT's deserializer with one clear sentence."""
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed")
-    from toolchain.engine.adapter import gpu_info
     from toolchain.fsutil import sha256_file
+    from toolchain.trt.adapter import gpu_info
 
     mod = importlib.import_module(module)
     gpu = gpu_info(0)

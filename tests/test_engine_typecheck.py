@@ -1,7 +1,7 @@
 """Static check of every TensorRT-touching module against the TensorRT 10 Python API.
 
 scripts/typecheck_trt.sh installs the `tensorrt-stubs` wheel into .cache/trt-stubs (outside the import
-path) and runs mypy on toolchain/engine/{adapter,build,calibrator}.py and toolchain/runners/tensorrt.py.
+path) and runs mypy on toolchain/trt/adapter.py, toolchain/engine/{build,calibrator}.py and toolchain/runners/tensorrt.py.
 The second test proves the check has teeth: TensorRT 8 calls removed in TensorRT 10 are reported.
 """
 

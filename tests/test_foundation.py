@@ -35,7 +35,7 @@ def test_documented_anchor_count_at_640x384(recipe, torch_runner, classroom_fram
     """SOURCES.md: classroom frame 0 at 640x384 input gives 16 anchors above 0.5, best 0.998."""
     import cv2
 
-    from toolchain.preprocess import normalize
+    from toolchain.reference.preprocess import normalize
 
     x = normalize(cv2.resize(classroom_frame, (640, 384)), "bgr", recipe.preprocess.mean, 1.0)
     conf = torch_runner.infer({"input": x[None]})["conf"][0, :, 1]
@@ -75,7 +75,7 @@ def test_export_graph_has_dynamic_batch_and_metadata(onnx_path, recipe):
 
 
 def test_export_records_manifest(exported):
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     out, _ = exported
     run = RunFolder(out)

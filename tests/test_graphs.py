@@ -1,4 +1,4 @@
-"""The graphed CUDA stage (toolchain/blur/graphs.py) and its kernels (toolchain/blur/kernels.py).
+"""The graphed CUDA stage (toolchain/blur/pipeline/graphs.py) and its kernels (toolchain/blur/ops/kernels.py).
 
 Here (no GPU) the stage's body runs eagerly on CPU tensors and the Triton kernels run in Triton's
 interpreter: the sync-free post-processing must give the reference's detections, the composite must
@@ -57,7 +57,7 @@ def raw(recipe, model, frames):
     """Raw heads of the frames (the reference's own letterbox), as CPU tensors."""
     import torch
 
-    from toolchain.preprocess import preprocess_batch
+    from toolchain.reference.preprocess import preprocess_batch
 
     x, _ = preprocess_batch(frames, recipe)
     with torch.inference_mode():
@@ -73,8 +73,8 @@ def _reference(raw, recipe):
 
 
 def test_sync_free_postprocess_is_the_reference(recipe, raw):
-    from toolchain.blur.gpu import TorchDetections, anchors_torch
-    from toolchain.blur.graphs import candidates_fixed, compact, nms_fixed
+    from toolchain.blur.pipeline.graphs import candidates_fixed, compact, nms_fixed
+    from toolchain.reference.torch_port import TorchDetections, anchors_torch
 
     boxes, scores, lms, valid, exact = candidates_fixed(raw, recipe, anchors_torch(recipe, "cpu"), cand=256)
     keep, converged = nms_fixed(boxes, valid, recipe.thresholds.nms_iou, recipe.thresholds.top_k)
@@ -93,8 +93,8 @@ def test_sync_free_postprocess_is_the_reference(recipe, raw):
 
 def test_too_few_candidate_rows_is_flagged_not_hidden(recipe, raw):
     """More candidates above the threshold than rows: the frame is marked inexact."""
-    from toolchain.blur.gpu import anchors_torch
-    from toolchain.blur.graphs import candidates_fixed
+    from toolchain.blur.pipeline.graphs import candidates_fixed
+    from toolchain.reference.torch_port import anchors_torch
 
     *_, exact = candidates_fixed(raw, recipe, anchors_torch(recipe, "cpu"), cand=4)
     above = (raw[recipe.outputs.scores][..., 1] > recipe.thresholds.score).sum(1)
@@ -107,7 +107,7 @@ def test_fixed_step_nms_equals_greedy_nms_on_crowded_boxes():
     the kept set is the reference greedy NMS's, and too few steps are reported as not converged."""
     import torch
 
-    from toolchain.blur.graphs import nms_fixed
+    from toolchain.blur.pipeline.graphs import nms_fixed
     from toolchain.reference.nms import nms
 
     rng = np.random.default_rng(7)
@@ -137,10 +137,10 @@ def test_graphed_stage_eager_on_cpu_detects_and_blurs_like_the_reference(recipe,
     import cv2
     import torch
 
-    from toolchain.blur.graphs import GraphRunner, run_host_frames
+    from toolchain.blur.pipeline.graphs import GraphRunner, run_host_frames
     from toolchain.blur.proof import verify_frames
+    from toolchain.compare.metrics import match
     from toolchain.detector import detect_batch
-    from toolchain.metrics import match
     from toolchain.reference.masks import frame_mask
     from toolchain.runners import TorchRunner
 
@@ -173,7 +173,7 @@ def test_graphed_stage_eager_on_cpu_detects_and_blurs_like_the_reference(recipe,
 
 _KERNEL_CHECK = r"""
 import numpy as np, torch
-from toolchain.blur import kernels as K
+from toolchain.blur.ops import kernels as K
 torch.manual_seed(0)
 B, H, W, f0 = 2, 72, 150, 2
 fr = torch.randint(0, 256, (B, H, W, 3), dtype=torch.uint8)
@@ -207,7 +207,7 @@ def test_nv12_twin_matches_opencv_bt601():
     import cv2
     import torch
 
-    from toolchain.blur.kernels import nv12_to_bgr_torch
+    from toolchain.blur.ops.kernels import nv12_to_bgr_torch
 
     rng = np.random.default_rng(3)
     h, w = 48, 64
@@ -226,7 +226,7 @@ def test_graph_replay_equals_the_eager_body_on_the_gpu(recipe, model, frames):
         pytest.skip("no CUDA GPU")
     import copy
 
-    from toolchain.blur.graphs import GraphedStage
+    from toolchain.blur.pipeline.graphs import GraphedStage
 
     m = copy.deepcopy(model).to("cuda").half().to(memory_format=torch.channels_last)
     big = torch.from_numpy(np.stack([cv2.resize(f, (1920, 1080)) for f in frames[:4]])).cuda()

@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from toolchain.compare.metrics import match
 from toolchain.errors import FbtoolError
-from toolchain.metrics import match
-from toolchain.parser import ParserHarness, build_parser, to_detections
-from toolchain.parser.build import BBOX_FUNC, MASK_FUNC, PLUGINS, find_deepstream_includes
+from toolchain.nvinfer.harness import ParserHarness, to_detections
+from toolchain.nvinfer.names import PARSE_BBOX_FUNC as BBOX_FUNC
+from toolchain.nvinfer.names import PARSE_MASK_FUNC as MASK_FUNC
+from toolchain.parser import build_parser
+from toolchain.parser.build import PLUGINS, find_deepstream_includes
 from toolchain.reference.anchors import anchors_for
 from toolchain.reference.decode import decode_boxes, decode_landmarks
 from toolchain.reference.detections import Detections, candidates, postprocess, split_batch
@@ -39,7 +42,7 @@ def harness(build):
 def frame_outputs(recipe, torch_runner, classroom_frame, headpose_frame):
     """Raw heads of real frames (one dict per frame, batch axis stripped as nvinfer does)."""
     from toolchain.media import read_frames
-    from toolchain.preprocess import preprocess_batch
+    from toolchain.reference.preprocess import preprocess_batch
 
     frames = [classroom_frame, headpose_frame] + read_frames("face-demographics-walking.gif", max_frames=12)[::6]
     x, _ = preprocess_batch(frames, recipe)
@@ -147,7 +150,7 @@ def test_cli_records_stage(tmp_path):
     from click.testing import CliRunner
 
     from toolchain.cli import cli
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     res = CliRunner().invoke(cli, ["build-parser", "--recipe", "retinaface_mnet025", "-o", str(tmp_path)])
     assert res.exit_code == 0, res.output
@@ -214,7 +217,7 @@ def test_fp16_layers(harness, recipe, frame_outputs):
 
 
 def test_onnxruntime_outputs(harness, recipe, onnx_path, classroom_frame, headpose_frame):
-    from toolchain.preprocess import preprocess_batch
+    from toolchain.reference.preprocess import preprocess_batch
     from toolchain.runners import OrtRunner
 
     x, _ = preprocess_batch([classroom_frame, headpose_frame], recipe)
@@ -278,7 +281,7 @@ def test_other_network_size(harness, recipe, torch_runner, classroom_frame):
     """Anchors follow NetworkInfo: a 320x320 input gives other anchors, same reference agreement."""
     import cv2
 
-    from toolchain.preprocess import normalize
+    from toolchain.reference.preprocess import normalize
 
     p = recipe.preprocess
     canvas = cv2.resize(classroom_frame, (320, 320))
@@ -391,8 +394,8 @@ def test_surgery_decoded_model_end_to_end(recipe, onnx_path, classroom_frame, he
     from click.testing import CliRunner
 
     from toolchain.cli import cli
-    from toolchain.manifest import RunFolder
-    from toolchain.preprocess import preprocess_batch
+    from toolchain.reference.preprocess import preprocess_batch
+    from toolchain.runfolder import RunFolder
     from toolchain.runners import OrtRunner
     from toolchain.surgery.stage import surgery
 

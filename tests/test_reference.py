@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from toolchain.preprocess import letterbox_geometry, preprocess, to_frame
 from toolchain.reference import decode_boxes, decode_landmarks, make_anchors, nms
 from toolchain.reference.detections import Detections
 from toolchain.reference.masks import box_mask, ellipse_params, frame_mask, mask_iou, rasterize_mask
+from toolchain.reference.preprocess import letterbox_geometry, preprocess, to_frame
 
 
 def test_anchor_counts_match_sources_md():

@@ -47,8 +47,8 @@ def test_run_again_redoes_nothing(full_run):
 
 def test_changed_upstream_artifact_reruns_downstream(full_run):
     """Touching the surgered ONNX makes surgery and the stages after it stale, not export."""
-    from toolchain.manifest import RunFolder
     from toolchain.recipe import load_recipe
+    from toolchain.runfolder import RunFolder
 
     out, _ = full_run
     run, recipe = RunFolder(out), load_recipe()

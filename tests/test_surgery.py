@@ -11,10 +11,11 @@ import pytest
 from onnx import TensorProto as TP
 from onnx import helper, numpy_helper
 
+from toolchain.compare.policy import DECODE_TOL_PX
 from toolchain.errors import FbtoolError
 from toolchain.surgery import PassContext, apply, pass_names, run_passes
 from toolchain.surgery._graph import to_graph, to_model
-from toolchain.surgery.parity import DECODE_TOL_PX, reference_decoded
+from toolchain.surgery.parity import reference_decoded
 
 OPSET = 18
 
@@ -287,7 +288,7 @@ def test_default_model_raw_layout_is_unchanged_and_keeps_metadata(recipe, onnx_p
 
 def _frames_tensor(recipe, b):
     from toolchain.frames import parity_frames
-    from toolchain.preprocess import preprocess_batch
+    from toolchain.reference.preprocess import preprocess_batch
 
     return preprocess_batch(parity_frames(recipe, b), recipe)[0]
 
@@ -296,8 +297,8 @@ def test_decoded_default_model_matches_reference_on_real_frames(recipe, onnx_pat
                                                                  headpose_frame, tmp_path):
     """The whole pass list with decode + top-K on the real model: boxes within 1e-3 px of the reference."""
     from toolchain.onnx_meta import get_metadata
-    from toolchain.preprocess import preprocess_batch
     from toolchain.reference.detections import postprocess, split_batch
+    from toolchain.reference.preprocess import preprocess_batch
     from toolchain.surgery.stage import surgery
 
     settings = dataclasses.replace(recipe.surgery, decode=True, top_k=750)
@@ -328,7 +329,7 @@ def test_decoded_default_model_matches_reference_on_real_frames(recipe, onnx_pat
             faces += len(want) if thr is None else 0
     assert faces >= 5  # 4 faces in classroom, 2 in head-pose: the comparison is not vacuous
     # manifest: passes, node counts and parity are recorded
-    from toolchain.manifest import RunFolder
+    from toolchain.runfolder import RunFolder
 
     entry = RunFolder(tmp_path).stage("surgery")
     assert entry["info"]["passes"] == ["sanitize", "trt_hygiene", "decode", "io_names"]

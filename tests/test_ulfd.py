@@ -74,9 +74,9 @@ def test_decode_matches_original_priors(ulfd_recipe, ulfd_runner, headpose_frame
     import torch
 
     from toolchain.models.ulfd import ULFD
-    from toolchain.preprocess import preprocess_batch
     from toolchain.reference.anchors import anchors_for
     from toolchain.reference.decode import decode_boxes
+    from toolchain.reference.preprocess import preprocess_batch
 
     raw = ULFD()  # same network, no centre correction
     raw.load_state_dict(ulfd_runner.model.state_dict(), strict=True)
@@ -101,8 +101,8 @@ def test_decode_matches_original_priors(ulfd_recipe, ulfd_runner, headpose_frame
 
 
 def test_headpose_faces_agree_with_retinaface(ulfd_recipe, ulfd_runner, recipe, torch_runner, headpose_frame):
+    from toolchain.compare.metrics import match
     from toolchain.detector import detect_batch
-    from toolchain.metrics import match
     from toolchain.reference.nms import iou_matrix
 
     ulfd = detect_batch([headpose_frame], ulfd_recipe, ulfd_runner)[0]

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from toolchain.cli import cli
-from toolchain.manifest import RunFolder
+from toolchain.runfolder import RunFolder
 
 MEDIA = ["head-pose-face-detection-female-and-male.gif", "classroom.gif"]
 ARGS = ["--frames-per-clip", "2", "--step", "10"] + [a for m in MEDIA for a in ("--media", m)]

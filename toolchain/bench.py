@@ -127,30 +127,21 @@ def _gpu_peak(cuda: bool) -> float | None:
 
 def naive_loop(recipe, frames: np.ndarray, device: str, writer=None) -> dict:
     """(A): everything sequential, one frame at a time, fp32, host-side pre/post-processing."""
-    import torch
+    from .blur.ops.cpu import naive_blur
+    from .detector import detect_batch
+    from .runners import TorchRunner
 
-    from .blur.ops_cpu import naive_blur
-    from .models import build_model
-    from .preprocess import preprocess, to_frame
-    from .reference.detections import postprocess
-
-    model = build_model(recipe).to(device).eval()
-    o = recipe.outputs
-    names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
+    runner = TorchRunner(recipe, device=device)
     m = recipe.mask
     lat = []
     t_start = time.perf_counter()
-    with torch.inference_mode():
-        for f in frames:
-            t0 = time.perf_counter()
-            x, lb = preprocess(f, recipe)
-            outs = model(torch.from_numpy(x[None]).to(device))
-            out = {n: t[0].float().cpu().numpy() for n, t in zip(names, outs)}
-            d = to_frame(postprocess(out, recipe), lb)
-            blurred = naive_blur(f, d.boxes, d.landmarks, m.feather, m.max_tilt_deg)
-            if writer is not None:
-                writer.write(blurred)
-            lat.append(time.perf_counter() - t0)
+    for f in frames:
+        t0 = time.perf_counter()
+        d = detect_batch([f], recipe, runner)[0]
+        blurred = naive_blur(f, d.boxes, d.landmarks, m.feather, m.max_tilt_deg)
+        if writer is not None:
+            writer.write(blurred)
+        lat.append(time.perf_counter() - t0)
     wall = time.perf_counter() - t_start
     la = np.asarray(lat) * 1000
     return {"frames": len(frames), "wall_s": wall, "fps": len(frames) / wall,
@@ -171,9 +162,9 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
           threads: int | None = None, fuse_gpu: bool = True, gpu_stages: str | None = None, log=print) -> dict:
     """Run (A) and (B) per backend on the same frames; returns the result dict (see write_report).
 
-    gpu_stages "graph": the CUDA engine runs the graphed stage (blur/graphs.py) instead of the pipeline."""
+    gpu_stages "graph": the CUDA engine runs the graphed stage (blur/pipeline/graphs.py) instead of the pipeline."""
+    from .blur.app import run_frames
     from .blur.engines import make_engine
-    from .blur.job import run_frames
     from .gpumon import GpuMonitor
 
     cuda = device == "cuda"
@@ -216,14 +207,14 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
 
             runner = None
             if eng.cuda and graph:
-                from .blur.graphs import GraphRunner
+                from .blur.pipeline.graphs import GraphRunner
 
                 runner = GraphRunner(eng.model, recipe, eng.batch, size[1], size[0], eng.dtype, "bgr", download=True)
 
             def once(n, name, eng=eng, pinned=pinned, runner=runner):
                 fac = _encode_factory(tmp, name, encode)
                 if runner is not None:
-                    from .blur.graphs import run_host_frames
+                    from .blur.pipeline.graphs import run_host_frames
 
                     if fac is None:
                         return run_host_frames(runner, pinned, n)

@@ -1,8 +1,8 @@
 """`fbtool bench --streams 1,4,16,32,64 --source CLIP`: DeepStream's yardstick, streams per GPU.
 
 For each stream count N, N decoders read the clip at once (NVDEC on a GPU; PyAV on the CPU where
-there is none), frames are batched across streams (blur/streams.py) through the graphed stage
-(blur/graphs.py: NV12 -> BGR, letterbox, model, sync-free post-processing, blur), and stay on the GPU
+there is none), frames are batched across streams (blur/pipeline/streams.py) through the graphed stage
+(blur/pipeline/graphs.py: NV12 -> BGR, letterbox, model, sync-free post-processing, blur), and stay on the GPU
 (detections come back to the host). Reported per N: aggregate and per-stream frames/s, how many
 streams of the clip that rate sustains in real time at 30 frames/s, latency p50/p99 (decoded -> its
 detections on the host), GPU and NVDEC utilisation and the whole process's GPU memory (NVML,
@@ -24,8 +24,8 @@ def _host_frames(source: str, nvdec: bool, count: int):
     """The clip's first `count` frames as BGR numpy (decoded the way the streams are)."""
     import torch
 
-    from .blur.kernels import nv12_to_bgr
-    from .blur.streams import open_decoder
+    from .blur.ops.kernels import nv12_to_bgr
+    from .blur.pipeline.streams import open_decoder
 
     dec = open_decoder(source, nvdec)
     out = []
@@ -38,7 +38,7 @@ def _host_frames(source: str, nvdec: bool, count: int):
 
 
 def decode_only(source: str, n: int, nvdec: bool, max_frames: int, batch: int) -> dict:
-    from .blur.streams import StreamMux, open_decoder
+    from .blur.pipeline.streams import StreamMux, open_decoder
 
     decs = [open_decoder(source, nvdec) for _ in range(n)]
     mux = StreamMux(decs, batch, 0.04, max_frames)
@@ -63,9 +63,9 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
     import torch
 
     from .blur.engines import make_engine
-    from .blur.graphs import GraphRunner
     from .blur.nvdec import available
-    from .blur.streams import open_decoder, run_streams
+    from .blur.pipeline.graphs import GraphRunner
+    from .blur.pipeline.streams import open_decoder, run_streams
     from .media import resolve_media
 
     src = str(resolve_media(source))

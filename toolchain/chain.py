@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .errors import FbtoolError
 from .fsutil import sha256_file, write_json
-from .manifest import RunFolder, fingerprint
+from .runfolder import RunFolder, fingerprint
 
 STAGES = ("export", "surgery", "calibrate", "build-engine", "build-parser", "deepstream", "validate")
 
@@ -70,7 +70,7 @@ def mark_done(out, stage: str, fp: str) -> None:
 def tensorrt_status(runtime: str) -> tuple[bool, str]:
     """Can build-engine run here with this runtime? (False, reason) where the builder is absent."""
     try:
-        from .engine.adapter import load_backend
+        from .trt.adapter import load_backend
 
         load_backend(runtime)
     except FbtoolError as exc:

@@ -8,7 +8,6 @@ the exit code, so a CI job or a deployment script can ask "can build-engine run 
 from __future__ import annotations
 
 import importlib
-import os
 import platform
 import shutil
 import subprocess
@@ -18,8 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import FbtoolError
-
-DEEPSTREAM_ROOT = Path(os.environ.get("FBTOOL_DEEPSTREAM_ROOT", "/opt/nvidia/deepstream/deepstream"))
 
 
 @dataclass
@@ -109,7 +106,7 @@ def check_tensorrt() -> list[Check]:
 
 
 def check_gpu() -> Check:
-    from .engine.adapter import gpu_info
+    from .trt.adapter import gpu_info
 
     g = gpu_info(0)
     if g is None:
@@ -118,11 +115,14 @@ def check_gpu() -> Check:
 
 
 def check_deepstream() -> list[Check]:
-    version_file = DEEPSTREAM_ROOT / "version"
-    headers = DEEPSTREAM_ROOT / "sources" / "includes" / "nvdsinfer_custom_impl.h"
+    from .nvinfer.names import deepstream_root
+
+    root = deepstream_root()
+    version_file = root / "version"
+    headers = root / "sources" / "includes" / "nvdsinfer_custom_impl.h"
     if version_file.is_file():
         text = version_file.read_text(errors="replace").strip().replace("\n", " ")
-        ds = Check("deepstream", True, f"{text[:60]} at {DEEPSTREAM_ROOT}")
+        ds = Check("deepstream", True, f"{text[:60]} at {root}")
     else:
         ds = Check("deepstream", False, f"not installed ({version_file} missing; DeepStream is not on PyPI: "
                                         "use NVIDIA's container or .deb)")

@@ -20,9 +20,9 @@ import numpy as np
 
 from .errors import FbtoolError
 from .fsutil import atomic_path, sha256_file
-from .manifest import RunFolder, fingerprint
 from .onnx_meta import recipe_metadata, set_metadata
 from .recipe import Recipe
+from .runfolder import RunFolder, fingerprint
 
 EXPORTERS = ("dynamo", "torchscript")
 
@@ -35,8 +35,11 @@ class ParityReport:
     def max_abs(self) -> float:
         return max((r["max_abs"] for r in self.rows), default=0.0)
 
-    def failures(self, tol: float) -> list[dict]:
-        return [r for r in self.rows if not r["max_abs"] <= tol]
+    def failures(self, recipe: Recipe) -> list[dict]:
+        from .compare.policy import tensor_limit
+
+        return [dict(r, limit=tensor_limit(recipe, r["output"])) for r in self.rows
+                if not r["max_abs"] <= tensor_limit(recipe, r["output"])]
 
     def table(self) -> str:
         lines = [f"{'batch':>5}  {'output':<10} {'max abs':>10} {'max rel':>10}"]
@@ -46,24 +49,15 @@ class ParityReport:
 
 
 def compare_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], batch: int) -> list[dict]:
-    rows = []
-    for name, r in ref.items():
-        if name not in cand:
-            raise FbtoolError(f"output {name!r} is missing from the candidate", f"it has {sorted(cand)}")
-        c = cand[name].astype(np.float64)
-        r = r.astype(np.float64)
-        if c.shape != r.shape:
-            raise FbtoolError(f"output {name!r} has shape {c.shape}, reference {r.shape}")
-        d = np.abs(c - r)
-        rel = d / np.maximum(np.abs(r), 1e-6)
-        rows.append({"batch": batch, "output": name, "max_abs": float(d.max()), "max_rel": float(rel.max()),
-                     "finite": bool(np.isfinite(c).all())})
-    return rows
+    from .compare.metrics import output_errors
+
+    return [{"batch": batch, "output": name, "max_abs": st["max_abs"], "max_rel": st["max_rel"], "finite": st["finite"]}
+            for name, st in output_errors(ref, cand, "the ONNX").items()]
 
 
 def check_parity(onnx_path: Path, recipe: Recipe, torch_runner, batches=(1, 4)) -> ParityReport:
     from .frames import parity_frames
-    from .preprocess import preprocess_batch
+    from .reference.preprocess import preprocess_batch
     from .runners import OrtRunner
 
     ort_runner = OrtRunner(onnx_path)
@@ -80,7 +74,7 @@ def _torch_export(model, recipe: Recipe, path: Path, exporter: str, opset: int) 
     import torch
 
     inp, o = recipe.input, recipe.outputs
-    names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
+    names = o.names
     dummy = torch.zeros(max(2, inp.batch.opt), inp.channels, inp.height, inp.width)
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -148,12 +142,12 @@ def export(recipe: Recipe, out: str | Path, weights=None, exporter: str = "dynam
         if check:
             report = check_parity(tmp, recipe, runner)
             info["parity"] = report.rows
-            bad = report.failures(recipe.tolerances.export_abs)
+            bad = report.failures(recipe)
             if bad:
                 w = bad[0]
                 raise FbtoolError(
                     f"ONNX differs from PyTorch on output '{w['output']}' at batch {w['batch']}: "
-                    f"max abs {w['max_abs']:.2e} > {recipe.tolerances.export_abs:.0e}",
+                    f"max abs {w['max_abs']:.2e} > {w['limit']:.0e}",
                     "no file was written; try --exporter torchscript or another --opset")
     info["seconds"] = round(time.perf_counter() - t0, 2)
     info["bytes"] = target.stat().st_size

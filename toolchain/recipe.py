@@ -77,6 +77,11 @@ class Outputs:
     landmarks: str | None = "landmarks"
     num_landmarks: int = 5
 
+    @property
+    def names(self) -> list[str]:
+        """The model's outputs in the order the network returns them."""
+        return [self.boxes, self.scores] + ([self.landmarks] if self.landmarks else [])
+
 
 @dataclass(frozen=True)
 class Thresholds:

@@ -26,7 +26,7 @@ class Engine:
     model: Any = None  # tensor engine: the torch module (on the GPU; on the CPU only for tests)
     dtype: Any = None
     batch: int = 4
-    emulator: Any = None  # nvinfer backend: toolchain.emulation.NvInferEmulator (frames in, objects out)
+    emulator: Any = None  # nvinfer backend: toolchain.nvinfer.emulation.NvInferEmulator (frames in, objects out)
 
     @property
     def cuda(self) -> bool:
@@ -40,7 +40,7 @@ class Engine:
 def _onnx_path(onnx, run_dir) -> Path:
     if onnx:
         return Path(onnx)
-    from ..manifest import RunFolder
+    from ..runfolder import RunFolder
 
     return RunFolder(run_dir or "runs/default").artifact("export", "onnx")
 
@@ -115,14 +115,14 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
                                     "run on a machine with TensorRT and a CUDA GPU; use --backend ort or torch here")
         path = engine_path
         if path is None:
-            from ..manifest import RunFolder
+            from ..runfolder import RunFolder
 
             path = RunFolder(run_dir or "runs/default").artifact("build-engine", "engine")
         r = mod.TensorRTRunner(path)
         return Engine(backend, device, r.name, runner=r, batch=batch or 4)
-    emu = _optional(["toolchain.emulation"], "the nvinfer backend (the nvinfer emulation)",
+    emu = _optional(["toolchain.nvinfer.emulation"], "the nvinfer backend (the nvinfer emulation)",
                     "use --backend ort meanwhile")
-    from ..manifest import RunFolder
+    from ..runfolder import RunFolder
 
     config = RunFolder(run_dir or "runs/default").artifact("deepstream", "infer_config")
     try:

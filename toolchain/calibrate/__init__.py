@@ -1,6 +1,6 @@
-"""Precision: calibration set, activation statistics, INT8 (Q/DQ and legacy cache), FP16, accuracy gate.
+"""Precision: activation statistics, INT8 (Q/DQ and legacy cache), FP16, accuracy gate.
 
-One module per concern so other stages can reuse the pieces: the engine stage feeds TensorRT's own
-calibrator from `dataset.load_calibration_set` and `cache.read_cache`; `fbtool validate` calls
-`gate.accuracy_gate`. Heavy packages (onnxruntime, modelopt, torch) are imported inside functions.
+One module per concern. What other stages read lives below the stages: the calibration set format
+in toolchain.calibset, the legacy cache format in toolchain.trt.calib_cache. Heavy packages
+(onnxruntime, modelopt, torch) are imported inside functions.
 """

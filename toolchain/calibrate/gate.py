@@ -3,8 +3,9 @@
 Used by `fbtool calibrate` (INT8 Q/DQ, FP16) and reusable by `fbtool validate`. The candidate runs in
 onnxruntime (onnx's reference evaluator where onnxruntime has no kernel, e.g. some fp16 ops); both
 sides go through the one reference post-processing (toolchain.detector) and are compared with
-toolchain.metrics: detection F1 at IoU 0.5, mean matched IoU, landmark error (px), score deltas,
-and per-output tensor error. Tolerances come from the recipe (int8_f1, int8_mean_iou, fp16_f1).
+toolchain.compare.metrics: detection F1 at IoU 0.5, mean matched IoU, landmark error (px), score deltas,
+and per-output tensor error. Which recipe tolerance applies is toolchain.compare.policy's, the policy
+`fbtool validate` applies too, so both commands give one product the same verdict.
 """
 
 from __future__ import annotations
@@ -27,23 +28,6 @@ class Reference:
     outputs: dict[str, np.ndarray]  # raw outputs, frames concatenated on axis 0
     frames: int
     baseline: dict[str, np.ndarray] | None = None  # fp32 ONNX outputs, for layouts torch does not produce
-
-
-class _Recorder:
-    """Wraps a runner and keeps every raw output it returns (for per-tensor errors)."""
-
-    def __init__(self, runner):
-        self.runner, self.outputs = runner, []
-        self.input_name, self.output_names = runner.input_name, runner.output_names
-        self.name = runner.name
-
-    def infer(self, feed):
-        out = self.runner.infer(feed)
-        self.outputs.append(out)
-        return out
-
-    def concatenated(self) -> dict[str, np.ndarray]:
-        return {k: np.concatenate([o[k] for o in self.outputs]) for k in self.outputs[0]} if self.outputs else {}
 
 
 class RefEvalRunner:
@@ -91,23 +75,23 @@ def check_held_out(frames, calibration_hashes: set[str] | None) -> None:
 
 
 def reference_run(recipe, frames, torch_runner=None, batch: int = 4) -> Reference:
-    from ..detector import detect_frames
+    from ..detector import detect_frames, stack_raw
     from ..runners import TorchRunner
 
-    rec = _Recorder(torch_runner or TorchRunner(recipe))
-    dets = detect_frames(_images(frames), recipe, rec, batch=batch)
-    return Reference(dets, rec.concatenated(), len(dets))
+    raw: list[dict[str, np.ndarray]] = []
+    dets = detect_frames(_images(frames), recipe, torch_runner or TorchRunner(recipe), batch=batch, raw=raw)
+    return Reference(dets, stack_raw(raw) or {}, len(dets))
 
 
 def _baseline_outputs(ref: Reference, baseline_onnx, frames, recipe, batch: int) -> dict[str, np.ndarray]:
     """fp32 ONNX outputs on the gate frames (computed once per Reference)."""
-    from ..detector import detect_frames
+    from ..detector import detect_frames, stack_raw
     from ..runners import OrtRunner
 
     if ref.baseline is None:
-        rec = _Recorder(OrtRunner(baseline_onnx))
-        detect_frames(_images(frames), recipe, rec, batch=batch)
-        ref.baseline = rec.concatenated()
+        raw: list[dict[str, np.ndarray]] = []
+        detect_frames(_images(frames), recipe, OrtRunner(baseline_onnx), batch=batch, raw=raw)
+        ref.baseline = stack_raw(raw) or {}
     return ref.baseline
 
 
@@ -119,16 +103,18 @@ def accuracy_gate(recipe, candidate_onnx, frames: Sequence, precision: str = "in
     outputs where the names match (raw layout), else against `baseline_onnx` (the fp32 model the
     candidate was made from, e.g. a graph with in-graph decode).
     """
-    from ..detector import detect_frames
-    from ..metrics import compare_detections, tensor_stats
+    from ..compare.metrics import compare_detections, tensor_stats
+    from ..compare.policy import detection_checks
+    from ..detector import detect_frames, stack_raw
 
     if not frames:
         raise FbtoolError("the accuracy gate got no frame", "give validation media with readable frames")
     check_held_out(frames, calibration_hashes)
     ref = reference or reference_run(recipe, frames, batch=batch)
-    rec = _Recorder(candidate_runner(candidate_onnx))
-    dets = detect_frames(_images(frames), recipe, rec, batch=batch)
-    outs = rec.concatenated()
+    runner = candidate_runner(candidate_onnx)
+    raw: list[dict[str, np.ndarray]] = []
+    dets = detect_frames(_images(frames), recipe, runner, batch=batch, raw=raw)
+    outs = stack_raw(raw) or {}
     check_outputs_live({k: float(np.abs(v).max()) if v.size else 0.0 for k, v in outs.items()},
                        f"the {precision} model {os.path.basename(str(candidate_onnx))}")
     summary, matches = compare_detections(ref.detections, dets, iou_threshold=0.5, with_masks=False)
@@ -138,14 +124,12 @@ def accuracy_gate(recipe, candidate_onnx, frames: Sequence, precision: str = "in
         against = _baseline_outputs(ref, baseline_onnx, frames, recipe, batch)
     tensors = {k: tensor_stats(against[k], outs[k]) for k in outs
                if k in against and against[k].shape == outs[k].shape}
-    tol = recipe.tolerances
-    limits = ({"f1": tol.int8_f1, "mean_iou": tol.int8_mean_iou} if precision.startswith("int8")
-              else {"f1": tol.fp16_f1})
-    figures = {"f1": summary.f1, "mean_iou": summary.mean_iou}
-    failures = [f"{k} {figures[k]:.4f} < {v}" for k, v in limits.items() if not figures[k] >= v]
+    checks = detection_checks(summary, recipe, precision)  # the same policy as `fbtool validate`
+    limits = {c.metric: c.limit for c in checks}
+    failures = [f"{c.metric} {c.value:.4f} {'<' if c.op == '>=' else '>'} {c.limit}" for c in checks if not c.ok]
     failures += [f"output {k} is not finite" for k, t in tensors.items() if not t["finite"]]
     return {
-        "precision": precision, "candidate": str(candidate_onnx), "runner": rec.name, "frames": summary.frames,
+        "precision": precision, "candidate": str(candidate_onnx), "runner": runner.name, "frames": summary.frames,
         "reference_faces": summary.tp + summary.fn, "candidate_faces": summary.tp + summary.fp,
         "tp": summary.tp, "fp": summary.fp, "fn": summary.fn, "precision_det": summary.precision,
         "recall": summary.recall, "f1": summary.f1, "mean_iou": summary.mean_iou, "min_iou": summary.min_iou,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import cast
 
 from ..errors import FbtoolError
-from ..manifest import RunFolder, fingerprint
+from ..runfolder import RunFolder, fingerprint
 from .stats import METHODS
 
 CALIB_DIR = "calib"
@@ -36,8 +36,8 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
               sources: Sequence[str] | None = None, frames: int = 64, eval_frames: int = 40,
               trt_version: str = "10.3", validation: Sequence[str] | None = None) -> dict:
     """Calibrate the run folder's model. `sources`/`validation` default to the recipe's media lists."""
-    from .cache import ALGORITHMS, trt_version_number, write_cache
-    from .dataset import build_calibration_set, sample_frames
+    from ..calibset import build_calibration_set, sample_frames
+    from ..trt.calib_cache import ALGORITHMS, trt_version_number, write_cache
     from .fp16 import convert_fp16
     from .gate import accuracy_gate, check_held_out, reference_run
     from .qdq import quantize_int8

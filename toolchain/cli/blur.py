@@ -29,8 +29,8 @@ from ._common import load, recipe_option, success
 def command(source, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, batch, precision, start,
             max_frames, verify, stats):
     """Blur every face of a video (MP4/GIF) through its contour mask: a pipeline of concurrent stages."""
+    from ..blur.app import blur_video
     from ..blur.engines import make_engine
-    from ..blur.job import blur_video
     from ..errors import FbtoolError
 
     if batch is not None and batch < 1:

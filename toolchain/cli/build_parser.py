@@ -24,9 +24,10 @@ ONNX_ARTIFACTS = (("surgery", "onnx"), ("export", "onnx"))
 @click.option("--force", is_flag=True, help="Rebuild even when the sources and parameters did not change.")
 def command(recipe, out, deepstream_root, ds_major, force):
     """Build the nvinfer custom parser (bbox + face-contour instance mask) with g++."""
-    from ..manifest import RunFolder, fingerprint
+    from ..nvinfer.names import PARSE_BBOX_FUNC, PARSE_MASK_FUNC
     from ..onnx_meta import get_metadata
-    from ..parser.build import BBOX_FUNC, MASK_FUNC, build_parser
+    from ..parser.build import build_parser
+    from ..runfolder import RunFolder, fingerprint
 
     t0 = time.perf_counter()
     r = load(recipe)
@@ -41,7 +42,7 @@ def command(recipe, out, deepstream_root, ds_major, force):
     b = build_parser(r, out, deepstream_root=deepstream_root, ds_major=int(ds_major), meta=meta, force=force)
     run.record("build-parser", {"lib": b.lib, "harness": b.harness, "params_header": b.params_header},
                {"header": b.header, "ds_major": b.ds_major, "symbols": b.symbols, "params_source": source,
-                "rebuilt": b.rebuilt, "parse_bbox_func": BBOX_FUNC, "parse_instance_mask_func": MASK_FUNC},
+                "rebuilt": b.rebuilt, "parse_bbox_func": PARSE_BBOX_FUNC, "parse_instance_mask_func": PARSE_MASK_FUNC},
                inputs=fingerprint(b.fingerprint), recipe=r)
     click.echo(f"  ABI header: {b.header} (DeepStream {'headers' if b.header == 'deepstream' else f'{ds_major}.x layout'})"
                f", parameters from {source}")

@@ -25,7 +25,7 @@ DS_VERSIONS = ["7.1", "8.0", "9.0", "9.1"]
               help="Only check this nvinfer or deepstream-app config file, write nothing.")
 def command(recipe, out, precision, ds_version, ds_dir, gpu_id, batch_size, no_mask, input_uri, check_file):
     """nvinfer config, labels, deepstream-app config and (9.x) face-blur app, checked key by key."""
-    from ..deepstream import keys
+    from ..nvinfer import keys
 
     t0 = time.perf_counter()
     if check_file:

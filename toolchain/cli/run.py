@@ -30,7 +30,7 @@ def command(ctx, recipe, out, start, stop, precision, engine_runtime, ds_version
     from pathlib import Path
 
     from .. import chain
-    from ..manifest import RunFolder
+    from ..runfolder import RunFolder
 
     t0 = time.perf_counter()
     r = load(recipe)

@@ -1,27 +1,6 @@
-"""DeepStream deployment files: nvinfer config, labels, deepstream-app config, blur app, and the checker."""
+"""DeepStream deployment files: nvinfer config, labels, deepstream-app config, blur app (the key
+checker is toolchain.nvinfer.keys, the parser's names toolchain.nvinfer.names)."""
 
-from .config import (
-    PARSE_BBOX_FUNC,
-    PARSE_MASK_FUNC,
-    PARSER_LIB,
-    PRECISIONS,
-    deployed_onnx,
-    emit,
-    engine_file_name,
-    infer_config_name,
-)
-from .keys import Finding, check, check_file
+from .config import deployed_onnx, emit, engine_file_name, infer_config_name
 
-__all__ = [
-    "PARSER_LIB",
-    "PARSE_BBOX_FUNC",
-    "PARSE_MASK_FUNC",
-    "PRECISIONS",
-    "Finding",
-    "check",
-    "check_file",
-    "deployed_onnx",
-    "emit",
-    "engine_file_name",
-    "infer_config_name",
-]
+__all__ = ["deployed_onnx", "emit", "engine_file_name", "infer_config_name"]

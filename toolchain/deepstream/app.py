@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import shlex
 
+from ..nvinfer import keys
 from ..recipe import Recipe
-from . import keys
 
 # A stream every DeepStream install ships; the user passes their own with --input.
 SAMPLE_URI = "file:///opt/nvidia/deepstream/deepstream/samples/streams/sample_1080p_h264.mp4"

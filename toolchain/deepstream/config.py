@@ -21,15 +21,12 @@ from pathlib import Path
 
 from ..errors import FbtoolError
 from ..fsutil import write_text
-from ..manifest import RunFolder, fingerprint
+from ..nvinfer import keys
+from ..nvinfer.keyfile import render
+from ..nvinfer.names import NETWORK_MODE, PARSE_BBOX_FUNC, PARSE_MASK_FUNC, PARSER_LIB, PARSER_SYMBOLS
 from ..recipe import Recipe
-from . import keys
-from .keyfile import render
+from ..runfolder import RunFolder, fingerprint
 
-PRECISIONS = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer network-mode
-PARSE_BBOX_FUNC = "NvDsInferParseFbtoolFace"
-PARSE_MASK_FUNC = "NvDsInferParseFbtoolFaceMask"
-PARSER_LIB = "libnvdsinfer_fbtool.so"
 # nvdsosd/nvinfer threshold on the mask probabilities: the reference ellipse edge is exactly 0.5
 # (toolchain/reference/masks.py), and metrics' mask IoU thresholds at 0.5 too.
 MASK_THRESHOLD = 0.5
@@ -47,8 +44,8 @@ def infer_config_name(model: str) -> str:
 
 def engine_file_name(model_file: str | Path, batch: int, gpu_id: int, precision: str) -> str:
     """nvinfer's own name for the engine it builds from `model_file` (REFERENCE.md 4); the one
-    naming rule lives in toolchain.engine.naming, shared with `fbtool build-engine`."""
-    from ..engine.naming import engine_file_name as nvinfer_name
+    naming rule lives in toolchain.trt.naming, shared with `fbtool build-engine`."""
+    from ..trt.naming import engine_file_name as nvinfer_name
 
     return nvinfer_name(Path(model_file).name, batch, precision, gpu_id)
 
@@ -85,8 +82,8 @@ def _onnx_io(path: Path) -> tuple[dict, list[str]]:
 
 def gather(recipe: Recipe, run: RunFolder, precision: str, ds_version: str, gpu_id: int = 0,
            batch: int | None = None) -> Sources:
-    if precision not in PRECISIONS:
-        raise FbtoolError(f"unknown precision {precision!r}", f"choose one of {', '.join(PRECISIONS)}")
+    if precision not in NETWORK_MODE:
+        raise FbtoolError(f"unknown precision {precision!r}", f"choose one of {', '.join(NETWORK_MODE)}")
     onnx_path = deployed_onnx(run).resolve()
     meta, outputs = _onnx_io(onnx_path)
     if not meta:
@@ -145,7 +142,7 @@ def parser_lib(run: RunFolder, ds_dir: Path) -> tuple[Path, int | None]:
     if lib is None:
         return (ds_dir / PARSER_LIB).resolve(), None
     info = (run.stage("build-parser") or {}).get("info", {})
-    missing = [f for f in (PARSE_BBOX_FUNC, PARSE_MASK_FUNC) if info.get("symbols") and f not in info["symbols"]]
+    missing = [f for f in PARSER_SYMBOLS if info.get("symbols") and f not in info["symbols"]]
     if missing:
         raise FbtoolError(f"{lib.name} in the run folder does not export {', '.join(missing)}",
                           f"rebuild it with `fbtool build-parser -o {run.root} --force`")
@@ -171,7 +168,7 @@ def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, 
         prop.append(("strongly-typed", True, "INT8 scales come from the ONNX Q/DQ nodes"))
     prop += [
         ("batch-size", src.batch, None),
-        ("network-mode", PRECISIONS[precision], f"{precision} (0 FP32, 1 INT8, 2 FP16)"),
+        ("network-mode", NETWORK_MODE[precision], f"{precision} (0 FP32, 1 INT8, 2 FP16)"),
         ("infer-dims", [inp.get("channels", 3), inp["height"], inp["width"]], "C;H;W of the ONNX input"),
         ("network-input-order", 0, "NCHW"),
         ("net-scale-factor", float(pre["scale"]), "y = net-scale-factor * (x - offsets[c])"),
@@ -242,7 +239,7 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
                         header(recipe, ds_version, precision, "Gst-nvinfer config"))
     app_text = render(app_groups(recipe, infer_path.name, src.batch, gpu_id, input_uri),
                       header(recipe, ds_version, precision, "deepstream-app config"))
-    from .keyfile import parse
+    from ..nvinfer.keyfile import parse
 
     findings = {}
     for path, text, kind in ((infer_path, infer_text, "nvinfer"), (app_path, app_text, "deepstream_app")):

@@ -1,2 +1,2 @@
-"""TensorRT engines: pure decisions (decisions, naming, manifest), the TensorRT/TensorRT-RTX adapter,
-the build, and the implicit-INT8 calibrator. Only adapter/build/calibrator touch TensorRT."""
+"""The build-engine stage: pure decisions (decisions), the build, and the implicit-INT8 calibrator.
+TensorRT itself (adapter, manifest, naming, versions) is a backend: toolchain.trt."""

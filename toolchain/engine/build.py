@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..errors import FbtoolError
 from ..fsutil import sha256_file, write_bytes, write_json
-from ..manifest import RunFolder, fingerprint
 from ..recipe import Recipe
+from ..runfolder import RunFolder, fingerprint
+from ..trt.adapter import Backend, GpuInfo, cuda_runtime_version, dims_list, gpu_info, load_backend
+from ..trt.manifest import SCHEMA
+from ..trt.naming import engine_file_name, manifest_path, rtx_engine_file_name
 from . import decisions as D
-from .adapter import Backend, GpuInfo, cuda_runtime_version, dims_list, gpu_info, load_backend
-from .manifest import SCHEMA
-from .naming import engine_file_name, manifest_path, rtx_engine_file_name
 
 STAGE = "build-engine"
 

@@ -4,7 +4,7 @@ Gated: runs only where `import tensorrt` works and a CUDA GPU is visible. Tensor
 TensorRT-RTX removed implicit INT8 (decisions.plan_build refuses it there).
 
 The batches are the run folder's calibration set (stage "calibrate", artifact "calib_set"), loaded
-with toolchain.calibrate.dataset so they are preprocessed exactly as nvinfer does. Device memory is a
+with toolchain.calibset so they are preprocessed exactly as nvinfer does. Device memory is a
 torch CUDA tensor (no pycuda). The legacy cache (text, first line `TRT-<version>-EntropyCalibration2`,
 what DeepStream's `int8-calib-file` reads) is read when its header matches the running TensorRT, so
 TensorRT skips calibration; a cache written by another TensorRT version is ignored, as TensorRT
@@ -23,8 +23,8 @@ from . import decisions as D
 
 def cache_usable(blob: bytes, trt_version: str) -> bool:
     """True when TensorRT `trt_version` would take this legacy cache instead of recalibrating
-    (the header's NV_TENSORRT_VERSION must match; toolchain.calibrate.cache parses it)."""
-    from ..calibrate.cache import parse_cache
+    (the header's NV_TENSORRT_VERSION must match; toolchain.trt.calib_cache parses it)."""
+    from ..trt.calib_cache import parse_cache
 
     try:
         cache = parse_cache(blob.decode("ascii"))
@@ -34,7 +34,7 @@ def cache_usable(blob: bytes, trt_version: str) -> bool:
 
 
 def _load_batches(recipe, run, batch: int) -> list[Any]:
-    from ..calibrate.dataset import load_calibration_set
+    from ..calibset import load_calibration_set
 
     p = run.artifact(*D.CALIB_SET, required=False)
     if p is None:

@@ -10,19 +10,17 @@ TensorRT cannot honour is refused here with a hint, never quietly changed.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from ..errors import FbtoolError
+from ..nvinfer.names import NETWORK_MODE
+from ..trt.versions import hardware_compat_name, parse_version
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 RUNTIMES = ("tensorrt", "tensorrt-rtx")
 INT8_MODES = ("qdq", "implicit")
 FP16_MODES = ("auto", "autocast", "flag")
 SUPPORTED_TRT_MAJORS = (10, 11)
-# nvinfer network-mode values (gst-nvinfer config); BEST (3) is resolved to a concrete precision here
-# because nvinfer names BEST engines "..._UNKNOWN.engine" (networkMode2Str has no case for it).
-NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
 
 # Artifacts (stage, key) the build reads. The base (fp32) graph: surgery's output when present,
 # else export's. Precision-carrying graphs come from `fbtool calibrate`.
@@ -57,13 +55,6 @@ class Target:
             f"TensorRT {self.version}" if self.version else name)
 
 
-def parse_version(version: str) -> tuple[int, ...]:
-    nums = re.findall(r"\d+", version or "")
-    if not nums:
-        raise FbtoolError(f"cannot read a version number from {version!r}")
-    return tuple(int(n) for n in nums[:4])
-
-
 def make_target(runtime: str, installed_version: str | None, trt_major: int | None = None) -> Target:
     """The build target. `trt_major` overrides the installed major for decisions (and dry runs)."""
     if runtime not in RUNTIMES:
@@ -96,6 +87,8 @@ class BuildPlan:
 
     @property
     def network_mode(self) -> int:
+        # BEST (3) is resolved to a concrete precision by plan_build because nvinfer names BEST
+        # engines "..._UNKNOWN.engine" (networkMode2Str has no case for it).
         return NETWORK_MODE[self.precision]
 
     def to_dict(self) -> dict:
@@ -234,14 +227,6 @@ def profile_for(recipe, onnx_dims: list[int | str] | None = None) -> Profile:
                                       "the ONNX was made from another recipe: export it again")
                 lo[i] = mid[i] = hi[i] = d
     return Profile(inp.name, tuple(lo), tuple(mid), tuple(hi))
-
-
-def hardware_compat_name(level: str) -> str:
-    """CLI value -> trt.HardwareCompatibilityLevel member name."""
-    names = {"none": "NONE", "ampere-plus": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
-    if level not in names:
-        raise FbtoolError(f"unknown hardware compatibility {level!r}", f"choose one of {', '.join(names)}")
-    return names[level]
 
 
 def check_portability(target: Target, plan: BuildPlan, version_compatible: bool, hardware_compat: str) -> None:

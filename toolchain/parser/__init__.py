@@ -1,10 +1,9 @@
-"""The DeepStream nvinfer custom parser (C++, plugins/): build it, and drive it from Python.
+"""The DeepStream nvinfer custom parser (C++, plugins/): build it (a stage).
 
 build.build_parser compiles plugins/ with g++ against DeepStream's headers or fbtool's own ABI
-header; harness.ParserHarness calls the compiled functions exactly as nvinfer does.
+header. Driving the compiled parser from Python is runtime knowledge: toolchain.nvinfer.harness.
 """
 
-from .build import BBOX_FUNC, MASK_FUNC, ParserBuild, build_parser
-from .harness import ParserHarness, to_detections
+from .build import ParserBuild, build_parser
 
-__all__ = ["BBOX_FUNC", "MASK_FUNC", "ParserBuild", "ParserHarness", "build_parser", "to_detections"]
+__all__ = ["ParserBuild", "build_parser"]

@@ -20,15 +20,11 @@ from pathlib import Path
 
 from ..errors import FbtoolError
 from ..fsutil import write_json, write_text
+from ..nvinfer.names import HARNESS_LIB, PARSE_BBOX_FUNC, PARSE_MASK_FUNC, PARSER_LIB, PARSER_SYMBOLS
+from ..nvinfer.names import deepstream_root as deepstream_root_path
 from .params import HEADER_NAME, model_params, render_header
 
 PLUGINS = Path(__file__).resolve().parent.parent.parent / "plugins"
-DEFAULT_DEEPSTREAM_ROOT = "/opt/nvidia/deepstream/deepstream"
-LIB_NAME = "libnvdsinfer_fbtool.so"
-HARNESS_NAME = "libfbtool_harness.so"
-BBOX_FUNC = "NvDsInferParseFbtoolFace"
-MASK_FUNC = "NvDsInferParseFbtoolFaceMask"
-SYMBOLS = (BBOX_FUNC, MASK_FUNC)
 SOURCES = ("Makefile", "src/nvdsparse_fbtool.cpp", "src/exports.map", "include/fbtool_nvdsinfer.h",
            "harness/harness.cpp", "harness/exports.map")
 
@@ -36,7 +32,7 @@ SOURCES = ("Makefile", "src/nvdsparse_fbtool.cpp", "src/exports.map", "include/f
 @dataclass
 class ParserBuild:
     lib: Path  # libnvdsinfer_fbtool.so: custom-lib-path for nvinfer
-    harness: Path  # libfbtool_harness.so: drives `lib` from Python (toolchain.parser.harness)
+    harness: Path  # libfbtool_harness.so: drives `lib` from Python (toolchain.nvinfer.harness)
     header: str  # "deepstream" (real headers) | "fbtool" (own ABI header)
     symbols: list[str] = field(default_factory=list)
     ds_major: int = 9
@@ -51,7 +47,7 @@ def find_deepstream_includes(deepstream_root: str | os.PathLike | None = None) -
 
     An explicitly given root that lacks the headers is an error; the default one may be absent."""
     explicit = deepstream_root is not None
-    root = Path(deepstream_root or os.environ.get("DEEPSTREAM_ROOT") or DEFAULT_DEEPSTREAM_ROOT)
+    root = deepstream_root_path(deepstream_root)
     inc = root / "sources" / "includes"
     if (inc / "nvdsinfer_custom_impl.h").is_file():
         return inc
@@ -87,7 +83,7 @@ def exported_symbols(lib: Path) -> list[str]:
 
 def check_symbols(lib: Path) -> list[str]:
     syms = exported_symbols(lib)
-    missing = [s for s in SYMBOLS if s not in syms]
+    missing = [s for s in PARSER_SYMBOLS if s not in syms]
     if missing:
         mangled = [s for s in syms if any(m in s for m in missing)]
         raise FbtoolError(f"{lib.name} does not export {', '.join(missing)}"
@@ -140,7 +136,7 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
             info = json.loads(info_path.read_text())
         except json.JSONDecodeError:
             info = {}
-        if info.get("fingerprint") == fp and (final / LIB_NAME).is_file() and (final / HARNESS_NAME).is_file():
+        if info.get("fingerprint") == fp and (final / PARSER_LIB).is_file() and (final / HARNESS_LIB).is_file():
             return _result(final, info, params, rebuilt=False)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,11 +155,11 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
             raise FbtoolError(f"the parser build failed: {_first_error(proc.stdout + proc.stderr)}",
                               f"full compiler output in {out_dir / 'parser-build.log'}")
         write_text(tmp / "build.log", log)
-        syms = check_symbols(tmp / LIB_NAME)
+        syms = check_symbols(tmp / PARSER_LIB)
         info = {"fingerprint": fp, "header": "deepstream" if ds_inc else "fbtool",
                 "deepstream_includes": str(ds_inc) if ds_inc else None, "ds_major": ds_major,
                 "compiler": _compiler_version(cxx), "symbols": syms, "params": params,
-                "parsers": {"bbox": BBOX_FUNC, "instance_mask": MASK_FUNC}}
+                "parsers": {"bbox": PARSE_BBOX_FUNC, "instance_mask": PARSE_MASK_FUNC}}
         write_json(tmp / "build_info.json", info)
         _replace_dir(tmp, final)
     finally:
@@ -185,7 +181,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 def _result(folder: Path, info: dict, params: dict, rebuilt: bool) -> ParserBuild:
-    return ParserBuild(lib=folder / LIB_NAME, harness=folder / HARNESS_NAME, header=info["header"],
-                       symbols=[s for s in info["symbols"] if s in SYMBOLS], ds_major=info["ds_major"],
+    return ParserBuild(lib=folder / PARSER_LIB, harness=folder / HARNESS_LIB, header=info["header"],
+                       symbols=[s for s in info["symbols"] if s in PARSER_SYMBOLS], ds_major=info["ds_major"],
                        params_header=folder / HEADER_NAME, params=params, fingerprint=info["fingerprint"],
                        rebuilt=rebuilt)

@@ -1,7 +1,7 @@
 """TensorRT runner: infer({input: [B,3,H,W] float32}) -> {name: float32 array}, like the other runners.
 
 Before deserializing, the engine's manifest (written by `fbtool build-engine` beside it) is checked
-against the running TensorRT and GPU (toolchain.engine.manifest.check_compatible), so a foreign
+against the running TensorRT and GPU (toolchain.trt.manifest.check_compatible), so a foreign
 engine fails with one clear sentence. Execution uses TensorRT 10's name-based API only:
 `num_io_tensors`, `get_tensor_name`, `get_tensor_mode`, `set_input_shape`, `set_tensor_address`,
 `execute_async_v3` on a CUDA stream; device buffers are torch CUDA tensors (no pycuda). A batch larger
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine.adapter import dims_list
 from ..errors import FbtoolError
+from ..trt.adapter import dims_list
 
 # trt.DataType member name -> torch dtype name. Pure data, so it is tested without TensorRT.
 TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "INT32": "int32",
@@ -37,8 +37,8 @@ def chunks(batch: int, max_batch: int) -> list[tuple[int, int]]:
 
 
 def running_info(backend, device: int = 0):
-    from ..engine.adapter import gpu_info
-    from ..engine.manifest import RunningInfo
+    from ..trt.adapter import gpu_info
+    from ..trt.manifest import RunningInfo
 
     gpu = gpu_info(device)
     return RunningInfo(backend.runtime, backend.version, gpu.name if gpu else None, gpu.cc if gpu else None,
@@ -48,9 +48,9 @@ def running_info(backend, device: int = 0):
 class TensorRTRunner:
     def __init__(self, engine_path, runtime: str | None = None, device: int = 0, manifest_path=None,
                  check: bool = True):
-        from ..engine.adapter import Backend
-        from ..engine.manifest import assert_compatible, load_manifest
-        from ..engine.naming import manifest_path as default_manifest
+        from ..trt.adapter import Backend
+        from ..trt.manifest import assert_compatible, load_manifest
+        from ..trt.naming import manifest_path as default_manifest
 
         self.path = Path(engine_path)
         if not self.path.is_file():
@@ -112,7 +112,7 @@ class TensorRTRunner:
 
     @classmethod
     def available(cls, runtime: str = "tensorrt") -> tuple[bool, str]:
-        from ..engine.adapter import MODULES
+        from ..trt.adapter import MODULES
 
         if runtime not in MODULES:
             return False, f"unknown runtime {runtime!r}"

@@ -18,8 +18,7 @@ class TorchRunner:
         self.device = torch.device(device)
         self.model = (model or build_model(recipe, weights)).to(self.device)
         self.input_name = recipe.input.name
-        o = recipe.outputs
-        self.output_names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
+        self.output_names = recipe.outputs.names
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..compare.policy import DECODE_TOL_PX, tensor_limit
 from ..errors import FbtoolError
 from ..reference.anchors import anchors_for
 from ..reference.decode import decode_boxes, decode_landmarks
 from ..reference.detections import Detections, postprocess, split_batch
 from .io_names import DECODED
-
-DECODE_TOL_PX = 1e-3  # decoded boxes/landmarks vs the float64 reference, network-input pixels
-SCORE_TOL = 1e-6
 
 
 def reference_decoded(raw: dict[str, np.ndarray], recipe, width: int, height: int, top_k: int = 0,
@@ -44,15 +42,10 @@ def reference_decoded(raw: dict[str, np.ndarray], recipe, width: int, height: in
 
 
 def _rows(ref: dict, cand: dict, batch: int) -> list[dict]:
-    rows = []
-    for name, r in ref.items():
-        if name not in cand:
-            raise FbtoolError(f"the surgered graph has no output {name!r}", f"it has {sorted(cand)}")
-        c = np.asarray(cand[name], np.float64)
-        if c.shape != np.shape(r):
-            raise FbtoolError(f"surgered output {name!r} has shape {c.shape}, expected {np.shape(r)}")
-        rows.append({"batch": batch, "output": name, "max_abs": float(np.abs(c - np.asarray(r, np.float64)).max())})
-    return rows
+    from ..compare.metrics import output_errors
+
+    return [{"batch": batch, "output": name, "max_abs": st["max_abs"]}
+            for name, st in output_errors(ref, cand, "the surgered graph").items()]
 
 
 def _faces_match(a: Detections, b: Detections) -> tuple[bool, float]:
@@ -66,7 +59,7 @@ def _faces_match(a: Detections, b: Detections) -> tuple[bool, float]:
 def check_parity(source, surgered, recipe, settings, layout: str, batches=(1, 4)) -> dict:
     """Run both graphs with onnxruntime on the recipe's validation frames; returns the figures."""
     from ..frames import parity_frames
-    from ..preprocess import preprocess_batch
+    from ..reference.preprocess import preprocess_batch
     from ..runners import OrtRunner
 
     src, new = OrtRunner(source), OrtRunner(surgered)
@@ -100,8 +93,7 @@ def check_parity(source, surgered, recipe, settings, layout: str, batches=(1, 4)
 def judge(parity: dict, recipe) -> None:
     """Raise when a figure is outside its tolerance."""
     for name, err in parity["max_abs"].items():
-        tol = (SCORE_TOL if name == DECODED["scores"] else DECODE_TOL_PX) if parity["layout"] == "decoded" \
-            else recipe.tolerances.export_abs
+        tol = tensor_limit(recipe, name, parity["layout"])
         if not err <= tol:
             raise FbtoolError(f"surgered output '{name}' differs from the reference by {err:.2e} > {tol:.0e}",
                               "no file was written; run the passes one by one (--passes) to find the culprit")

@@ -14,8 +14,8 @@ from typing import cast
 
 from ..errors import FbtoolError
 from ..fsutil import atomic_path
-from ..manifest import RunFolder, fingerprint
 from ..recipe import Recipe, Surgery
+from ..runfolder import RunFolder, fingerprint
 from .registry import pass_names, run_passes
 from .trt_lint import TABLE, LintReport, lint_path
 

@@ -13,14 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..manifest import RunFolder
-
-# Which tolerances apply to which precision (fields of recipe.tolerances).
-PRECISION_TOLERANCES = {
-    "fp32": {"f1": "detection_f1", "mean_iou": "mean_iou"},
-    "fp16": {"f1": "fp16_f1", "mean_iou": "mean_iou"},
-    "int8": {"f1": "int8_f1", "mean_iou": "int8_mean_iou"},
-}
+from ..runfolder import RunFolder
 
 
 @dataclass
@@ -82,17 +75,10 @@ def _runner_candidate(runner_factory, recipe):
         runner = runner_factory()
 
         def run(frames, batch):
-            from ..preprocess import preprocess_batch, to_frame
-            from ..reference.detections import postprocess, split_batch
+            from ..detector import detect_frames
 
-            dets, raw = [], []
-            for i in range(0, len(frames), batch):
-                x, boxes = preprocess_batch(frames[i:i + batch], recipe)
-                out = runner.infer({recipe.input.name: x})
-                for o, lb in zip(split_batch(out), boxes):
-                    dets.append(to_frame(postprocess(o, recipe), lb))
-                    raw.append(o)
-            return dets, raw, None
+            raw: list[dict[str, np.ndarray]] = []
+            return detect_frames(frames, recipe, runner, batch=batch, raw=raw), raw, None
 
         return run
 
@@ -144,12 +130,12 @@ def _nvinfer(run: RunFolder, recipe) -> Candidate:
     if lib is None:
         return Candidate("nvinfer", "fp32", desc, None, "no compiled parser in the run folder (run `fbtool build-parser`)")
     try:
-        from ..emulation import NvInferEmulator
+        from ..nvinfer.emulation import NvInferEmulator
     except ImportError as exc:
         return Candidate("nvinfer", "fp32", desc, None, f"nvinfer emulation unavailable: {exc}")
 
     def make():
-        from ..emulation import to_detections
+        from ..nvinfer.emulation import to_detections
 
         emu = NvInferEmulator(config, parser="compiled")
 
@@ -191,11 +177,3 @@ def discover(run: RunFolder, recipe, only: set[str] | None = None) -> list[Candi
     return cands
 
 
-def tolerance(recipe, precision: str, metric: str) -> float:
-    return float(getattr(recipe.tolerances, PRECISION_TOLERANCES[precision][metric]))
-
-
-def stack_raw(raw: list[dict[str, np.ndarray]] | None) -> dict[str, np.ndarray] | None:
-    if not raw:
-        return None
-    return {k: np.stack([r[k] for r in raw]) for k in raw[0]}

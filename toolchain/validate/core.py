@@ -2,7 +2,8 @@
 
 Two levels: tensors (per output: max abs/rel error, cosine similarity; where the candidate emits the
 same raw heads) and detections (precision/recall/F1 at IoU 0.5, mean matched IoU, score delta,
-landmark error, mask IoU). Tolerances come from the recipe, per precision. Any breach names the
+landmark error, mask IoU). Which recipe tolerance applies is toolchain.compare.policy's (as for the
+calibrate gate). Any breach names the
 candidate, the metric and the worst frame.
 """
 
@@ -11,9 +12,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..compare.metrics import FrameMatch, compare_detections, summarize, tensor_stats
+from ..compare.policy import Check, detection_checks
+from ..detector import stack_raw
 from ..errors import FbtoolError
-from ..metrics import FrameMatch, compare_detections, summarize, tensor_stats
-from .candidates import Candidate, discover, stack_raw, tolerance
+from .candidates import Candidate, discover
 
 
 @dataclass
@@ -42,12 +45,11 @@ class CandidateResult:
     per_frame: list[dict] = field(default_factory=list)
 
 
-def _check(res: CandidateResult, metric: str, value: float, limit: float, op: str, worst: str) -> None:
-    ok = value >= limit if op == ">=" else value <= limit
-    res.checks.append({"metric": metric, "value": value, "limit": limit, "op": op, "ok": bool(ok)})
-    if not ok:
-        res.breaches.append(f"candidate '{res.name}': {metric} {value:.4g} breaks {op} {limit:.4g} "
-                            f"(worst frame {worst})")
+def _record(res: CandidateResult, check: Check, worst: str) -> None:
+    res.checks.append(check.to_dict())
+    if not check.ok:
+        res.breaches.append(f"candidate '{res.name}': {check.metric} {check.value:.4g} breaks {check.op} "
+                            f"{check.limit:.4g} (worst frame {worst})")
 
 
 def _worst_frames(matches: list[FrameMatch], k: int = 4) -> list[int]:
@@ -60,7 +62,7 @@ def _worst_frames(matches: list[FrameMatch], k: int = 4) -> list[int]:
 
 def _deployed_mask_ious(matches: list[FrameMatch], ref_dets, objects, recipe) -> None:
     """Replace the recomputed ellipse IoUs by those of the masks the compiled parser really emitted."""
-    from ..emulation import pair_mask_iou
+    from ..nvinfer.emulation import pair_mask_iou
 
     for m, ref, objs in zip(matches, ref_dets, objects):
         m.mask_ious = [pair_mask_iou(objs[ci], ref, ri, recipe.mask.feather, recipe.mask.max_tilt_deg)
@@ -70,7 +72,6 @@ def _deployed_mask_ious(matches: list[FrameMatch], ref_dets, objects, recipe) ->
 def judge(cand: Candidate, recipe, ref_dets, cand_dets, ref_raw, cand_raw, frames: list[FrameRef],
           objects=None) -> CandidateResult:
     res = CandidateResult(cand.name, cand.precision, cand.description, "pass")
-    t = recipe.tolerances
     _, matches = compare_detections(ref_dets, cand_dets, mask_feather=recipe.mask.feather,
                                     max_tilt_deg=recipe.mask.max_tilt_deg, with_masks=objects is None)
     if objects is not None:
@@ -82,19 +83,12 @@ def judge(cand: Candidate, recipe, ref_dets, cand_dets, ref_raw, cand_raw, frame
                       "min_iou": min(m.ious, default=1.0), "max_landmark_px": max(m.landmark_errors, default=0.0)}
                      for i, m in enumerate(matches)]
     worst = frames[res.worst_frames[0]].label if frames else "-"
-    _check(res, "f1", summary.f1, tolerance(recipe, cand.precision, "f1"), ">=", worst)
-    _check(res, "mean_iou", summary.mean_iou, tolerance(recipe, cand.precision, "mean_iou"), ">=", worst)
-    if cand.precision == "fp32" and recipe.has_landmarks:
-        _check(res, "max_landmark_px", summary.max_landmark_px, t.landmark_px, "<=", worst)
-    if cand.checks_masks:
-        _check(res, "mean_mask_iou", summary.mean_mask_iou, t.mask_iou, ">=", worst)
     if ref_raw is not None and cand_raw is not None:
         for name in ref_raw:
             if name in cand_raw and cand_raw[name].shape == ref_raw[name].shape:
                 res.tensors[name] = tensor_stats(ref_raw[name], cand_raw[name])
-        if cand.precision == "fp32":
-            for name, st in res.tensors.items():
-                _check(res, f"tensor {name} max_abs", st["max_abs"], t.tensor_abs, "<=", worst)
+    for check in detection_checks(summary, recipe, cand.precision, masks=cand.checks_masks, tensors=res.tensors):
+        _record(res, check, worst)
     res.status = "fail" if res.breaches else "pass"
     return res
 
@@ -103,7 +97,7 @@ def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step:
              media: list[str] | None = None, progress=None) -> dict:
     """Run the reference and every available candidate; returns the report dict (also written to disk)."""
     from ..frames import sample_frames
-    from ..manifest import RunFolder
+    from ..runfolder import RunFolder
     from ..runners import TorchRunner
     from .candidates import _runner_candidate
 

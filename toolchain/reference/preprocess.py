@@ -83,7 +83,7 @@ def preprocess_batch(frames, recipe) -> tuple[np.ndarray, list[Letterbox]]:
 
 def to_frame(dets, lb: Letterbox):
     """Map Detections from network-input pixels back to the frame, clipped to it (as nvinfer does)."""
-    from .reference.detections import Detections
+    from .detections import Detections
 
     b = dets.boxes.astype(np.float64).copy()
     b[:, [0, 2]] = (b[:, [0, 2]] - lb.pad_x) / lb.sx

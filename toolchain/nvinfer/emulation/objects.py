@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reference.detections import Detections
-from ..reference.masks import ellipse_params, mask_iou, rasterize_mask
+from ...reference.detections import Detections
+from ...reference.masks import ellipse_params, mask_iou, rasterize_mask
 
 
 def to_detections(objects, frame_w: int | None = None, frame_h: int | None = None) -> Detections:

@@ -200,7 +200,7 @@ class ParserHarness:
 
 
 def to_detections(objects: list[dict], with_landmarks: bool = False):
-    """Parser objects -> reference Detections (xyxy), for toolchain.metrics and reference.nms."""
+    """Parser objects -> reference Detections (xyxy), for toolchain.compare.metrics and reference.nms."""
     from ..reference.detections import Detections
 
     if not objects:

@@ -1,12 +1,12 @@
 """The face blur in PyTorch with a launch count that does not grow with the number of faces.
 
-ops_torch.blur_batch crops each face (size-classed) and box-filters it: exact to ops_cpu, but a few
+ops.torch.blur_batch crops each face (size-classed) and box-filters it: exact to ops.cpu, but a few
 hundred small kernels and several host syncs per batch, which left the GPU idle (host-bound, see
 docs/bench.md). Here the whole batch goes through the same few large kernels:
 
 1. the batch is area-pooled once by f0 (a reshape-and-sum on the uint8 frames; f0 = 4 at 1080p, 1 at
    270p), then by 2 again and again: a pyramid of blurred copies at factors max(4, 2 f0), ..., 256;
-2. each frame takes the level closest above its k (ops_cpu.blur_factor: the largest face / 3), as the
+2. each frame takes the level closest above its k (ops.cpu.blur_factor: the largest face / 3), as the
    CPU blur takes one k per frame; the levels are brought back to the 1/f0 grid (bilinear) and
    smoothed by a 3x3 box (removes the bilinear kinks, which are detail too);
 3. the union mask (toolchain.reference.masks.frame_mask: the same ellipse, tilt and soft edge
@@ -16,7 +16,7 @@ docs/bench.md). Here the whole batch goes through the same few large kernels:
    composited: out = frame + m * (blurred - frame). Where m = 0 (away from faces) out == frame exactly.
 
 One host sync per batch (the most faces in one frame and the largest face reach: tensor shapes).
-The blur is not bit-equal to ops_cpu (power-of-two levels, mask at 1/f0 resolution); the pixel proof
+The blur is not bit-equal to ops.cpu (power-of-two levels, mask at 1/f0 resolution); the pixel proof
 (toolchain/blur/proof.py) is the judge, as for every backend.
 """
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 
-from .ops_cpu import MIN_K
-from .ops_torch import ellipse_params_torch, frame_factors
+from .cpu import MIN_K
+from .torch import ellipse_params_torch, frame_factors
 
 MAX_LEVEL = 256  # the coarsest blur factor: a 768 px face (k = 256) at 4K
 
@@ -133,7 +133,7 @@ def blur_batch_dense(frames, dets, feather: float = 0.15, max_tilt_deg: float = 
                      max_elems: int = 1 << 24, f0: int | None = None) -> int:
     """Blur the kept faces of `dets` (frame pixels) into `frames` (uint8 [B, H, W, 3]) in place.
 
-    Returns the number of faces blurred (as ops_torch.blur_batch).
+    Returns the number of faces blurred (as ops.torch.blur_batch).
     """
     import torch
     import torch.nn.functional as F

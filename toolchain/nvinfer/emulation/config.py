@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..deepstream import keys
-from ..deepstream.keyfile import parse
-from ..errors import FbtoolError
+from ...errors import FbtoolError
+from .. import keys
+from ..keyfile import parse
 
 # nvinfer's defaults (gstnvinfer_property_parser.h / the Gst-nvinfer documentation).
 DEFAULT_PRE_CLUSTER = 0.2

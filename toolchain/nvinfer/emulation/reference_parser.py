@@ -2,7 +2,7 @@
 
 NOT the C++ parser: it lets the emulation's preprocessing, clustering and mapping be tested where
 the parser cannot be built (no g++), and shows what the real parser must return. Same calls as
-toolchain.parser.harness.ParserHarness: parse_bbox / parse_mask(layers, net_w, net_h, thresholds,
+toolchain.nvinfer.harness.ParserHarness: parse_bbox / parse_mask(layers, net_w, net_h, thresholds,
 func=..., order=None) -> list of dict(class_id, left, top, width, height, confidence[, mask,
 mask_width, mask_height]) in network-input pixels.
 - parse_bbox returns every candidate above the threshold (nvinfer clusters them, cluster-mode=2).
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reference.detections import candidates
-from ..reference.nms import nms
+from ...reference.detections import candidates
+from ...reference.nms import nms
 
 
 class ReferenceParser:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .pipeline import Stopped, wait_get
+from .core import Stopped, wait_get
 
 _EOS = object()
 
@@ -30,7 +30,7 @@ class HostNv12Decoder:
     def __init__(self, source: str, device: str = "cpu"):
         import av
 
-        from ..media import resolve_media
+        from ...media import resolve_media
 
         self.source = str(resolve_media(source))
         self.device = device
@@ -51,7 +51,7 @@ class HostNv12Decoder:
 
 def open_decoder(source: str, nvdec: bool):
     if nvdec:
-        from .nvdec import NvDecoder
+        from ..nvdec import NvDecoder
 
         return NvDecoder(source)
     return HostNv12Decoder(source)

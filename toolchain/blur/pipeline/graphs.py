@@ -7,7 +7,7 @@ the frames land on the GPU has fixed shapes, so it is captured once and replayed
   [NV12 -> BGR (kernels.nv12_to_bgr)] -> letterbox + normalise (gpu.letterbox_torch) -> model ->
   decode (float64, as the reference) -> the best `cand` candidates above the threshold (stable sort)
   -> greedy NMS as a fixed number of batched fixed-point steps -> top-k -> the first `max_faces` kept
-  rows -> frame pixels -> blur: pyramid of pooled copies (ops_dense) + one composite kernel
+  rows -> frame pixels -> blur: pyramid of pooled copies (ops/dense.py) + one composite kernel
   (kernels.composite: the reference mask union, blended in place).
 
 Sync-free means fixed sizes, so each frame also gets an `exact` flag, computed on the GPU and read with
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .gpu import TorchDetections, _iou, anchors_torch, letterbox_torch, to_frame_torch
+from ...reference.torch_port import TorchDetections, _iou, anchors_torch, letterbox_torch, to_frame_torch
 
 
 def candidates_fixed(outputs: dict, recipe, anchors, cand: int, width: int | None = None,
@@ -126,12 +126,12 @@ def detect_fixed(frames, model, recipe, anchors, dtype, cand: int = 256, max_fac
 
 
 def blur_fixed(frames, dets: TorchDetections, feather: float, max_tilt_deg: float, force_torch: bool = False) -> None:
-    """ops_dense's pyramid blur + kernels.composite, in place, fixed shapes (graph-capturable)."""
+    """ops.dense's pyramid blur + kernels.composite, in place, fixed shapes (graph-capturable)."""
     import torch
 
-    from .kernels import composite, face_table
-    from .ops_dense import _pool_base, blurred_levels, grid_factor, level_index
-    from .ops_torch import ellipse_params_torch, frame_factors
+    from ..ops.dense import _pool_base, blurred_levels, grid_factor, level_index
+    from ..ops.kernels import composite, face_table
+    from ..ops.torch import ellipse_params_torch, frame_factors
 
     _, h, w, _ = frames.shape
     f0 = grid_factor(h, w)
@@ -184,7 +184,7 @@ class GraphedStage:
     def _body(self) -> Outputs:
         import torch
 
-        from .kernels import nv12_to_bgr
+        from ..ops.kernels import nv12_to_bgr
 
         m = self.recipe.mask
         with torch.inference_mode():
@@ -221,7 +221,7 @@ class GraphedStage:
 
 def outputs_to_numpy(host: dict, n: int) -> tuple[list, int]:
     """Host copies of a batch's Outputs -> (reference Detections for the first n frames, inexact frames)."""
-    from ..reference.detections import Detections
+    from ...reference.detections import Detections
 
     keep = host["keep"]
     res = []

@@ -12,13 +12,13 @@ import numpy as np
 from ..errors import FbtoolError
 from ..fsutil import write_text
 from .engines import Engine
-from .pipeline import Pipeline, Stage
+from .pipeline.core import Pipeline, Stage
 
 
 def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, count: int | None = None,
                  fuse_gpu: bool = True) -> list[Stage]:
     """Stages for `engine`. `source` yields (index, frame); or `pinned` is an [N, H, W, 3] pinned tensor."""
-    from . import stages as st
+    from .pipeline import stages as st
 
     b = engine.batch
     if engine.emulator is not None:
@@ -29,7 +29,7 @@ def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, cou
         return [Stage("decode", st.frame_source(source)), Stage("preprocess", st.host_preprocess(recipe, b)),
                 Stage("infer", st.host_infer(engine.runner, recipe)), Stage("post", st.host_post(recipe)),
                 Stage("blur", st.host_blur(recipe)), Stage("encode", sink_fn)]
-    from .gpu import anchors_torch
+    from ..reference.torch_port import anchors_torch
 
     dev = engine.tensor_device
     streams = st.Streams(dev)
@@ -55,7 +55,7 @@ def run_frames(engine: Engine, recipe, source: Iterable | None = None, *, pinned
     """Run the pipeline once; returns fps, latency percentiles and per-stage busy times."""
     import threading
 
-    from . import stages as st
+    from .pipeline import stages as st
 
     latencies: list[float] = []
     stop = threading.Event()  # made first: the pinned-buffer pools wait on it too

@@ -1,4 +1,4 @@
-"""The face blur in PyTorch (CUDA, or CPU for tests): the same blur as ops_cpu, batched.
+"""The face blur in PyTorch (CUDA, or CPU for tests): the same blur as ops.cpu, batched.
 
 Per batch: each frame with faces is box-averaged by its own k (tiny: 1/k^2 of the frame). Each face
 gets a P x P crop, P from a short ladder of sizes just above its mask reach plus the box filter's
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from .ops_cpu import BLOCKS_PER_FACE, MIN_K
+from .cpu import BLOCKS_PER_FACE, MIN_K
 
 
 def ellipse_params_torch(boxes, landmarks, max_tilt_deg: float):
@@ -40,7 +40,7 @@ SIZES = (32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4
 
 
 def frame_factors(dets):
-    """Per frame: k from its largest kept face (ops_cpu.blur_factor), on the device; 0 = no face."""
+    """Per frame: k from its largest kept face (ops.cpu.blur_factor), on the device; 0 = no face."""
     import torch
 
     b = dets.boxes.double()
@@ -195,7 +195,7 @@ def _blur_crops(frames, small, face32, fb_all, kface_all, sel, p: int, pj, pg, f
             warnings.simplefilter("ignore", UserWarning)
             m = own_m.index_reduce(0, pj, _ellipse_prob(face32[pg], xs[pj], ys[pj], feather), "amax")
     # Blurred pixels: bilinear from the frame's pooled image at (x + 0.5) / k - 0.5 (OpenCV's resize),
-    # clamped to that image (its border), then the k-wide box filter, as ops_cpu.blurred_region.
+    # clamped to that image (its border), then the k-wide box filter, as ops.cpu.blurred_region.
     k = kf.double()[:, None]
     sx = torch.minimum(((xs.double() + 0.5) / k - 0.5).clamp(min=0.0), torch.ceil(w / k) - 1)
     sy = torch.minimum(((ys.double() + 0.5) / k - 0.5).clamp(min=0.0), torch.ceil(h / k) - 1)

@@ -1,6 +1,7 @@
 """Detection-level comparison of a candidate against the reference (PyTorch fp32) detections.
 
-Shared by export checks, calibrate's accuracy gate, the parser tests and `fbtool validate`.
+The one comparator: export and surgery parity (output_errors), calibrate's accuracy gate, the parser
+tests, the blur proof's detector and `fbtool validate`; toolchain.compare.policy says what passes.
 Matching: greedy, candidates by descending score, each to the unmatched reference face of highest
 IoU; a match needs IoU >= iou_threshold (0.5).
 """
@@ -11,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .reference.masks import ellipse_params, mask_iou, rasterize_mask
-from .reference.nms import iou_matrix
+from ..reference.masks import ellipse_params, mask_iou, rasterize_mask
+from ..reference.nms import iou_matrix
 
 
 @dataclass
@@ -132,3 +133,20 @@ def tensor_stats(ref: np.ndarray, cand: np.ndarray) -> dict:
             "mean_abs": float(d.mean()) if d.size else 0.0,
             "cosine": float(r @ c / denom) if denom > 0 else 1.0,
             "finite": bool(np.isfinite(c).all())}
+
+
+def output_errors(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], what: str = "the candidate"
+                  ) -> dict[str, dict]:
+    """tensor_stats for every output of `ref`, which `cand` must have with the same shape (the
+    parity checks of export and surgery: the candidate must equal its source)."""
+    from ..errors import FbtoolError
+
+    out = {}
+    for name, r in ref.items():
+        if name not in cand:
+            raise FbtoolError(f"{what} has no output {name!r}", f"it has {sorted(cand)}")
+        c = np.asarray(cand[name])
+        if c.shape != np.shape(r):
+            raise FbtoolError(f"output {name!r} of {what} has shape {c.shape}, the reference's {np.shape(r)}")
+        out[name] = tensor_stats(np.asarray(r), c)
+    return out

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FbtoolError
-from ..preprocess import Letterbox, letterbox_geometry, normalize, scale_frame
+from ...errors import FbtoolError
+from ...reference.preprocess import Letterbox, letterbox_geometry, normalize, scale_frame
 from .config import NvInferConfig, read_config
 
 CLUSTER_NAMES = {0: "groupRectangles", 1: "DBSCAN", 2: "NMS", 3: "DBSCAN+NMS hybrid", 4: "none"}
@@ -130,26 +130,26 @@ class NvInferEmulator:
     def harness_for(config: NvInferConfig):
         """The compiled parser at the config's custom-lib-path, driven through the C++ harness that
         `fbtool build-parser` builds beside it (the same g++, the same ABI header)."""
-        from ..parser.build import HARNESS_NAME
-        from ..parser.harness import ParserHarness
+        from ..harness import ParserHarness
+        from ..names import HARNESS_LIB
 
         lib = config.file("custom-lib-path")
         if lib is None or not lib.is_file():
             raise FbtoolError(f"custom-lib-path {lib} does not exist", "run `fbtool build-parser` and emit the "
                               "config again (`fbtool deepstream`) so that it points at the built library")
-        harness = lib.parent / HARNESS_NAME
+        harness = lib.parent / HARNESS_LIB
         if not harness.is_file():
-            raise FbtoolError(f"no {HARNESS_NAME} beside {lib}", "build the parser with `fbtool build-parser`")
+            raise FbtoolError(f"no {HARNESS_LIB} beside {lib}", "build the parser with `fbtool build-parser`")
         return ParserHarness((lib, harness))
 
     def _default_runner(self):
         """The engine at model-engine-file where it exists and TensorRT runs here (its outputs then
         come in engine I/O order, as nvinfer hands them over), else onnxruntime on onnx-file."""
-        from ..runners import OrtRunner
+        from ...runners import OrtRunner
 
         engine = self.config.file("model-engine-file")
         if engine is not None and engine.is_file():
-            from ..runners.tensorrt import TensorRTRunner
+            from ...runners.tensorrt import TensorRTRunner
 
             if TensorRTRunner.available("tensorrt")[0]:
                 return TensorRTRunner(engine)
@@ -218,7 +218,7 @@ class NvInferEmulator:
 
 def _nms(objs: list[dict], iou_threshold: float) -> list[dict]:
     """nvdsinfer's per-class NMS: stable sort by confidence, keep while IoU <= threshold with all kept."""
-    from ..reference.nms import nms
+    from ...reference.nms import nms
 
     if not objs:
         return []

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .pipeline import wait_get
+from .core import wait_get
 
 
 @dataclass
@@ -53,7 +53,7 @@ def frame_source(frames: Iterable[tuple[int, np.ndarray]]) -> Callable:
 # ----------------------------------------------------------------------------- host engine
 
 def host_preprocess(recipe, batch: int) -> Callable:
-    from ..preprocess import preprocess_batch
+    from ...reference.preprocess import preprocess_batch
 
     def make(buf):
         x, lbs = preprocess_batch([f for _, f, _ in buf], recipe)
@@ -87,7 +87,7 @@ def host_batches(batch: int) -> Callable:
 
 def nvinfer_infer(emulator) -> Callable:
     """Stage 'infer' for the nvinfer emulation: frames -> object metadata (frame pixels) -> Detections."""
-    from ..emulation import to_detections
+    from ...nvinfer.emulation import to_detections
 
     def fn(batches):
         for b in batches:
@@ -108,8 +108,8 @@ def host_infer(runner, recipe) -> Callable:
 
 def postprocess_decoded(out: dict, recipe, score_threshold: float | None = None):
     """Graph-decoded outputs (det_boxes/det_scores/det_landmarks, network pixels) -> reference Detections."""
-    from ..reference.detections import Detections
-    from ..reference.nms import nms
+    from ...reference.detections import Detections
+    from ...reference.nms import nms
 
     t = recipe.thresholds
     thr = t.score if score_threshold is None else score_threshold
@@ -124,8 +124,8 @@ def postprocess_decoded(out: dict, recipe, score_threshold: float | None = None)
 
 
 def host_post(recipe) -> Callable:
-    from ..preprocess import to_frame
-    from ..reference.detections import postprocess, split_batch
+    from ...reference.detections import postprocess, split_batch
+    from ...reference.preprocess import to_frame
 
     def fn(batches):
         for b in batches:
@@ -139,7 +139,7 @@ def host_post(recipe) -> Callable:
 
 
 def host_blur(recipe) -> Callable:
-    from .ops_cpu import blur_faces
+    from ..ops.cpu import blur_faces
 
     m = recipe.mask
 
@@ -297,7 +297,7 @@ def cuda_upload(device, tokens, stop, streams: Streams) -> Callable:
 def cuda_infer(model, recipe, dtype, streams: Streams) -> Callable:
     import torch
 
-    from .gpu import letterbox_torch
+    from ...reference.torch_port import letterbox_torch
 
     def fn(batches):
         stream = streams.stream()
@@ -306,9 +306,7 @@ def cuda_infer(model, recipe, dtype, streams: Streams) -> Callable:
                 streams.wait(stream, b.event, b.frames)
                 b.x, b.lb = letterbox_torch(b.frames, recipe, dtype=dtype)
                 outs = model(b.x)
-                o = recipe.outputs
-                names = [o.boxes, o.scores] + ([o.landmarks] if o.landmarks else [])
-                b.outputs = {n: t.float() for n, t in zip(names, outs)}
+                b.outputs = {n: t.float() for n, t in zip(recipe.outputs.names, outs)}
                 b.x = None
                 b.event = streams.event(stream)
             yield b
@@ -318,7 +316,7 @@ def cuda_infer(model, recipe, dtype, streams: Streams) -> Callable:
 def cuda_post(recipe, anchors, streams: Streams) -> Callable:
     import torch
 
-    from .gpu import postprocess_torch, to_frame_torch
+    from ...reference.torch_port import postprocess_torch, to_frame_torch
 
     def fn(batches):
         stream = streams.stream()
@@ -338,19 +336,19 @@ DEFAULT_CUDA_BLUR = "dense"  # measured faster on the H100 and passes the proof 
 
 
 def cuda_blur_fn(mode: str | None = None) -> Callable:
-    """The torch blur: "dense" (ops_dense: a constant number of large kernels per batch) or "crops"
-    (ops_torch: per-face crops, exact to ops_cpu, a few hundred small kernels per batch). Env
+    """The torch blur: "dense" (ops.dense: a constant number of large kernels per batch) or "crops"
+    (ops.torch: per-face crops, exact to ops.cpu, a few hundred small kernels per batch). Env
     FBTOOL_CUDA_BLUR picks one (the bench compares them); DEFAULT_CUDA_BLUR otherwise (docs/bench.md)."""
     import os
 
     mode = mode or os.environ.get("FBTOOL_CUDA_BLUR", DEFAULT_CUDA_BLUR)
     if mode == "crops":
-        from .ops_torch import blur_batch
+        from ..ops.torch import blur_batch
         return blur_batch
     if mode == "dense":
-        from .ops_dense import blur_batch_dense
+        from ..ops.dense import blur_batch_dense
         return blur_batch_dense
-    from ..errors import FbtoolError
+    from ...errors import FbtoolError
     raise FbtoolError(f"unknown CUDA blur mode {mode!r}", f"FBTOOL_CUDA_BLUR must be one of {CUDA_BLUR_MODES}")
 
 

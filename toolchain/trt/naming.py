@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import FbtoolError
+from ..nvinfer.names import NETWORK_MODE
 
-NVINFER_PRECISIONS = ("fp32", "int8", "fp16")
+NVINFER_PRECISIONS = tuple(NETWORK_MODE)  # the engine-name suffixes nvinfer knows
 
 
 def engine_file_name(onnx_name: str, max_batch: int, precision: str, gpu_id: int = 0,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import FbtoolError
 from ..fsutil import sha256_file
-from .decisions import parse_version
+from .versions import parse_version
 
 SCHEMA = 1
 

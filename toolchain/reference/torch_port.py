@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..preprocess import Letterbox, letterbox_geometry
-from ..reference.anchors import anchors_for
+from .anchors import anchors_for
+from .preprocess import Letterbox, letterbox_geometry
 
 
 @dataclass
@@ -32,7 +32,7 @@ class TorchDetections:
 
     def to_numpy(self) -> list:
         """-> list of toolchain.reference Detections (one per frame), the reference's own type."""
-        from ..reference.detections import Detections
+        from .detections import Detections
 
         keep = self.keep.cpu().numpy()
         boxes, scores = self.boxes.cpu().numpy(), self.scores.cpu().numpy()

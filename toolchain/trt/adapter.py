@@ -80,7 +80,7 @@ class Backend:
                 if not config.set_compute_capability(getattr(trt.ComputeCapability, t), i):
                     raise FbtoolError(f"TensorRT-RTX refused compute capability target {t}")
             return {"targets": list(targets)}
-        from .decisions import hardware_compat_name
+        from .versions import hardware_compat_name
 
         if hardware_compat != "none":
             config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel,

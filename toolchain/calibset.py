@@ -2,7 +2,7 @@
 
 Storage: `<run>/calib/calib_set.npy` holds the nvinfer-scaled uint8 canvases [N, H, W, 3] (BGR, the
 letterboxed frame at network size); the loader applies `y = scale * (x - mean[c])` with
-toolchain.preprocess.normalize, the very function `preprocess()` uses, so a loaded tensor is
+toolchain.reference.preprocess.normalize, the very function `preprocess()` uses, so a loaded tensor is
 bit-identical to `preprocess(frame, recipe)`. Storing the canvas instead of float32 makes the set 4x
 smaller; `calib_manifest.json` ties it to `recipe.preprocess_hash()` (which covers both steps), and a
 set whose hash differs from the recipe's is refused.
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FbtoolError
-from ..fsutil import atomic_path, sha256_file, write_json
-from ..media import resolve_media, video_info
-from ..preprocess import normalize, scale_frame
+from .errors import FbtoolError
+from .fsutil import atomic_path, sha256_file, write_json
+from .media import resolve_media, video_info
+from .reference.preprocess import normalize, scale_frame
 
 SET_FILE = "calib_set.npy"
 MANIFEST_FILE = "calib_manifest.json"
@@ -66,7 +66,7 @@ def sample_frames(sources: Sequence[str | os.PathLike], count: int) -> list[Fram
     """About `count` frames: one per image, the rest spread evenly over each video's length."""
     if count < 1:
         raise FbtoolError(f"frame count must be >= 1, got {count}")
-    from ..media import is_image, iter_frames
+    from .media import is_image, iter_frames
 
     files = _source_files(sources)
     # An image gives one frame; the rest of the count is shared evenly by the videos.

@@ -8,7 +8,7 @@ blocks across, whatever the resolution, so the blur is as strong at 1080p as at 
 
 Only the neighbourhood of each face is touched (the mask is exactly zero beyond (1 + feather) radii),
 so the cost follows the faces' area, not the frame's: what makes 1080p affordable on two cores.
-The torch path (ops_torch.py) computes the same blur: the same k, the same sample grid.
+The torch path (ops/torch.py) computes the same blur: the same k, the same sample grid.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ..reference.masks import ellipse_params, frame_mask
+from ...reference.masks import ellipse_params, frame_mask
 
 BLOCKS_PER_FACE = 3.0
 MIN_K = 4

@@ -1,0 +1,1 @@
+"""The concurrent frame pipeline (core) and the blur job's stages on it (stages)."""

@@ -1,0 +1,1 @@
+"""The judge: how a candidate's detections are compared with the reference's (metrics)."""

@@ -1,0 +1,27 @@
+"""Names and numbers gst-nvinfer and fbtool's custom parser agree on, stated once.
+
+The parser stage builds a library exporting these symbols; the deepstream stage writes them into
+the nvinfer config; the harness and the emulation load them. DeepStream's install root follows
+DeepStream's own convention, the DEEPSTREAM_ROOT variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PARSER_LIB = "libnvdsinfer_fbtool.so"  # the custom parser nvinfer loads (custom-lib-path)
+HARNESS_LIB = "libfbtool_harness.so"  # drives PARSER_LIB from Python (nvinfer.harness)
+PARSE_BBOX_FUNC = "NvDsInferParseFbtoolFace"
+PARSE_MASK_FUNC = "NvDsInferParseFbtoolFaceMask"
+PARSER_SYMBOLS = (PARSE_BBOX_FUNC, PARSE_MASK_FUNC)
+
+# gst-nvinfer `network-mode`; also the precision suffix of the engine names nvinfer builds and looks for.
+NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
+
+DEFAULT_DEEPSTREAM_ROOT = "/opt/nvidia/deepstream/deepstream"
+
+
+def deepstream_root(given: str | os.PathLike | None = None) -> Path:
+    """The DeepStream install: `given`, else $DEEPSTREAM_ROOT, else DeepStream's default path."""
+    return Path(given or os.environ.get("DEEPSTREAM_ROOT") or DEFAULT_DEEPSTREAM_ROOT)
