@@ -239,3 +239,32 @@ def test_graph_replay_equals_the_eager_body_on_the_gpu(recipe, model, frames):
     assert torch.equal(og.keep, oe.keep) and bool(og.exact.all())
     assert torch.allclose(og.boxes[og.keep], oe.boxes[oe.keep], atol=1e-3)
     assert (g.frames.int() - e.frames.int()).abs().max() <= 1
+
+
+def test_conv_bn_folding_keeps_fp32_and_rescues_fp16(recipe, model, frames):
+    """The CUDA engine folds conv + BatchNorm (blur/precision.py): fp32 heads unchanged; in fp16 the
+    raw-pixel stem no longer drowns the signal (plain .half() is measured too: it is far off)."""
+    import copy
+
+    import torch
+
+    from toolchain.blur.precision import fuse_conv_bn
+    from toolchain.reference.preprocess import preprocess_batch
+
+    x = torch.from_numpy(preprocess_batch(frames[:2], recipe)[0])
+    with torch.inference_mode():
+        ref = model(x)
+        fused = fuse_conv_bn(copy.deepcopy(model))
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+
+        def rel(outs):
+            return max(float((a - b.float()).norm() / a.norm()) for a, b in zip(ref, outs))
+
+        assert rel(fused(x)) < 1e-5
+        try:
+            half_fused = fused.half()(x.half())
+            half_plain = copy.deepcopy(model).half()(x.half())
+        except RuntimeError as exc:  # a CPU build without fp16 convolutions
+            pytest.skip(f"no fp16 conv on this CPU: {exc}")
+    assert rel(half_fused) < 0.05
+    assert rel(half_plain) > 0.3
