@@ -53,14 +53,14 @@ def test_changed_upstream_artifact_reruns_downstream(full_run):
     out, _ = full_run
     run, recipe = RunFolder(out), load_recipe()
     fp_before = chain.stage_fingerprint(run, recipe, "calibrate", {})
-    assert chain.is_fresh(run, "calibrate", fp_before)
+    assert run.is_fresh("calibrate", fp_before)
     onnx = run.artifact("surgery", "onnx")
     data = onnx.read_bytes()
     onnx.write_bytes(data + b"\0")
     try:
-        assert not chain.is_fresh(run, "surgery", chain.stage_fingerprint(run, recipe, "surgery", {}))
+        assert not run.is_fresh("surgery", chain.stage_fingerprint(run, recipe, "surgery", {}))
         assert chain.stage_fingerprint(run, recipe, "calibrate", {}) != fp_before
-        assert chain.is_fresh(run, "export", chain.stage_fingerprint(run, recipe, "export", {}))
+        assert run.is_fresh("export", chain.stage_fingerprint(run, recipe, "export", {}))
     finally:
         onnx.write_bytes(data)
 
@@ -71,3 +71,30 @@ def test_stage_selection():
         chain.select("expor", None)
     with pytest.raises(FbtoolError, match="comes after"):
         chain.select("validate", "export")
+
+
+def test_every_recorded_artifact_is_in_the_table(full_run):
+    """The run folder's contract is the typed table: a stage recording a file not declared there fails."""
+    from toolchain.runfolder import ARTIFACTS
+
+    out, _ = full_run
+    declared = {a.ref for a in ARTIFACTS}
+    manifest = json.loads((out / "manifest.json").read_text())
+    recorded = {(s, k) for s, e in manifest["stages"].items() for k in e["artifacts"]}
+    assert recorded <= declared, recorded - declared
+    readers = {r for a in ARTIFACTS for r in a.read_by}
+    assert readers <= set(chain.STAGES) | {"blur"}
+
+
+def test_chain_run_is_a_library_call(fresh_run, recipe):
+    """chain.run runs a stage through its library function, marks it fresh, then skips it."""
+    from toolchain.runfolder import INFER_CONFIG, RunFolder
+
+    events = []
+    steps = chain.run(recipe, fresh_run, chain.RunOptions(), "deepstream", "deepstream",
+                      on_step=lambda e, s: events.append((e, s.stage)))
+    assert [(s.stage, s.why) for s in steps] == [("deepstream", "ran")]
+    assert events == [("start", "deepstream"), ("done", "deepstream")]
+    assert steps[0].result["precision"] == "fp32" and RunFolder(fresh_run).get(INFER_CONFIG) is not None
+    again = chain.run(recipe, fresh_run, chain.RunOptions(), "deepstream", "deepstream")
+    assert [(s.stage, s.why) for s in again] == [("deepstream", "up to date")]

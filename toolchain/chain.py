@@ -1,26 +1,56 @@
-"""`fbtool run`: the stage chain, its order, and when a stage can be skipped.
+"""`fbtool run` as a library call: the stage chain, its order, and when a stage can be skipped.
 
 A stage is redone only when its inputs changed: the recipe, the stage's own options and the
 artifacts of the stages before it (by sha256). The fingerprint of what a stage last ran with is
-kept in the run folder's manifest under "chain"; its artifacts must still be intact.
+kept in the run folder's manifest under "chain"; `RunFolder.is_fresh` is the one freshness rule.
+Each stage is one library call (the same function its `fbtool <stage>` command calls).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from .errors import FbtoolError
-from .fsutil import sha256_file, write_json
+from .fsutil import sha256_file
 from .runfolder import RunFolder, fingerprint
 
 STAGES = ("export", "surgery", "calibrate", "build-engine", "build-parser", "deepstream", "validate")
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """What `fbtool run` lets the user choose; every other stage option keeps its default."""
+
+    precision: str = "fp32"  # of the engine and the nvinfer config
+    engine_runtime: str = "tensorrt"  # tensorrt | tensorrt-rtx
+    ds_version: str = "9.1"
+    ds_dir: str | None = None  # default: <out>/deepstream
+
+    def for_stage(self, stage: str, out) -> dict:
+        """The options that go into a stage's fingerprint (and its call)."""
+        return {
+            "export": {},
+            "surgery": {},
+            "calibrate": {},
+            "build-engine": {"precision": self.precision, "runtime": self.engine_runtime},
+            "build-parser": {"ds_major": "9" if self.ds_version.startswith("9") else "8"},
+            "deepstream": {"precision": self.precision, "ds_version": self.ds_version,
+                           "ds_dir": self.ds_dir or str(Path(out) / "deepstream")},
+            "validate": {},
+        }[stage]
+
+
+@dataclass(frozen=True)
 class Step:
     stage: str
     run: bool  # False: skipped (up to date, or cannot run here)
-    why: str
+    why: str  # "ran" | "up to date" | "skipped: <reason>"
+    seconds: float = 0.0
+    result: Any = None  # what the stage's library call returned
 
 
 def select(start: str | None, stop: str | None) -> list[str]:
@@ -51,22 +81,6 @@ def stage_fingerprint(run: RunFolder, recipe, stage: str, options: dict) -> str:
     return fingerprint(stage, recipe.hash, options, upstream_digest(run, stage))
 
 
-def is_fresh(run: RunFolder, stage: str, fp: str) -> bool:
-    if run.data.get("chain", {}).get(stage) != fp or not run.stage(stage):
-        return False
-    for a in run.stage(stage)["artifacts"].values():
-        p = run.root / a["path"]
-        if not p.exists() or (a.get("sha256") and p.is_file() and sha256_file(p) != a["sha256"]):
-            return False
-    return True
-
-
-def mark_done(out, stage: str, fp: str) -> None:
-    run = RunFolder(out)  # re-read: the stage itself has just rewritten the manifest
-    run.data.setdefault("chain", {})[stage] = fp
-    write_json(run.path, run.data)
-
-
 def tensorrt_status(runtime: str) -> tuple[bool, str]:
     """Can build-engine run here with this runtime? (False, reason) where the builder is absent."""
     try:
@@ -78,3 +92,67 @@ def tensorrt_status(runtime: str) -> tuple[bool, str]:
     except ImportError as exc:
         return False, f"{runtime} does not import: {exc}"
     return True, "ok"
+
+
+def _call(stage: str, recipe, out, o: dict) -> Any:
+    """One stage, through the library function its command calls."""
+    if stage == "export":
+        from .export import export
+
+        return export(recipe, out)
+    if stage == "surgery":
+        from .surgery.stage import surgery
+
+        return surgery(recipe, out)
+    if stage == "calibrate":
+        from .calibrate.pipeline import calibrate
+
+        return calibrate(recipe, out)
+    if stage == "build-engine":
+        from .engine.build import BuildOptions, build_engine
+
+        return build_engine(recipe, out, BuildOptions(precision=o["precision"], runtime=o["runtime"]))
+    if stage == "build-parser":
+        from .parser.stage import build_stage
+
+        return build_stage(recipe, out, ds_major=int(o["ds_major"]))
+    if stage == "deepstream":
+        from .deepstream import emit
+
+        return emit(recipe, out, precision=o["precision"], ds_version=o["ds_version"], ds_dir=o["ds_dir"])
+    from .validate import validate
+
+    return validate(recipe, out)
+
+
+def run(recipe, out, options: RunOptions = RunOptions(), start: str | None = None, stop: str | None = None,
+        force: bool = False, on_step: Callable[[str, Step], None] | None = None) -> list[Step]:
+    """Run the selected stages into the run folder `out`, skipping those that are up to date.
+
+    `on_step(event, step)` is told "start" before a stage runs, then "done" (its result in
+    step.result) or "skip"; an exception it raises on "done" stops the chain with that stage not
+    marked fresh (so the CLI's verdict on a stage counts as the stage's).
+    """
+    tell = on_step or (lambda event, step: None)
+    steps = []
+    for stage in select(start, stop):
+        rf = RunFolder(out)
+        o = options.for_stage(stage, out)
+        fp = stage_fingerprint(rf, recipe, stage, o)
+        skip = None
+        if not force and rf.is_fresh(stage, fp):
+            skip = "up to date"
+        elif stage == "build-engine":
+            ok, why = tensorrt_status(options.engine_runtime)
+            skip = None if ok else f"skipped: {why}"
+        if skip:
+            steps.append(Step(stage, False, skip))
+            tell("skip", steps[-1])
+            continue
+        tell("start", Step(stage, True, "ran"))
+        t1 = time.perf_counter()
+        result = _call(stage, recipe, out, o)
+        steps.append(Step(stage, True, "ran", time.perf_counter() - t1, result))
+        tell("done", steps[-1])
+        RunFolder(out).mark_fresh(stage, fp)  # re-read: the stage itself has just rewritten the manifest
+    return steps

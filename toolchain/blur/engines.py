@@ -40,9 +40,9 @@ class Engine:
 def _onnx_path(onnx, run_dir) -> Path:
     if onnx:
         return Path(onnx)
-    from ..runfolder import RunFolder
+    from ..runfolder import EXPORT_ONNX, RunFolder
 
-    return RunFolder(run_dir or "runs/default").artifact("export", "onnx")
+    return RunFolder(run_dir or "runs/default").get(EXPORT_ONNX, required=True)
 
 
 def _optional(modules: list[str], what: str, hint: str):
@@ -115,16 +115,16 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
                                     "run on a machine with TensorRT and a CUDA GPU; use --backend ort or torch here")
         path = engine_path
         if path is None:
-            from ..runfolder import RunFolder
+            from ..runfolder import ENGINE, RunFolder
 
-            path = RunFolder(run_dir or "runs/default").artifact("build-engine", "engine")
+            path = RunFolder(run_dir or "runs/default").get(ENGINE, required=True)
         r = mod.TensorRTRunner(path)
         return Engine(backend, device, r.name, runner=r, batch=batch or 4)
     emu = _optional(["toolchain.nvinfer.emulation"], "the nvinfer backend (the nvinfer emulation)",
                     "use --backend ort meanwhile")
-    from ..runfolder import RunFolder
+    from ..runfolder import INFER_CONFIG, RunFolder
 
-    config = RunFolder(run_dir or "runs/default").artifact("deepstream", "infer_config")
+    config = RunFolder(run_dir or "runs/default").get(INFER_CONFIG, required=True)
     try:
         parser, pname = emu.NvInferEmulator.harness_for(emu.read_config(config)), "compiled parser"
     except FbtoolError:  # no built parser library: the Python stand-in with the same contract

@@ -24,8 +24,7 @@ CALIB_DIR = "calib"
 
 def input_model(run: RunFolder) -> Path:
     """Surgery's output when the run folder has one, else the export."""
-    p = run.artifact("surgery", "onnx", required=False)
-    return p if p is not None else cast(Path, run.artifact("export", "onnx"))  # required: raises if absent
+    return cast(Path, run.model_onnx())  # required: raises if absent
 
 
 def _key(base: str, method: str, primary: str) -> str:

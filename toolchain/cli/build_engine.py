@@ -42,6 +42,10 @@ def command(recipe, out, precision, runtime, trt_major, int8_mode, fp16_mode, wo
                         version_compatible=version_compatible, hardware_compat=hardware_compat, gpu_id=gpu_id,
                         rtx_targets=tuple(rtx_targets), timing_cache=timing_cache, dry_run=dry_run)
     info = build_engine(load(recipe), out, opts)
+    show(info, t0)
+
+
+def show(info: dict, t0: float) -> None:
     plan, prof = info["plan"], info["profile"]
     click.echo(f"  target     {info['target']}" + (f" ({', '.join(info['targets'])})" if info["targets"] else ""))
     click.echo(f"  onnx       {info['onnx']}")

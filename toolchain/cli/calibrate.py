@@ -32,6 +32,10 @@ def command(recipe, out, method, fp16, no_int8, sources, eval_sources, frames, e
     info = calibrate(load(recipe), out, methods=methods, fp16=fp16, sources=list(sources) or None, frames=frames,
                      eval_frames=eval_frames, trt_version=trt_version,
                      validation=list(eval_sources) or None)
+    show(info, out, t0)
+
+
+def show(info: dict, out, t0: float) -> None:
     for key, p in info["products"].items():
         g = p["gate"]
         click.echo(f"  {key:<13} F1 {g['f1']:.4f}  mean IoU {g['mean_iou']:.4f}  landmarks {g['mean_landmark_px']:.2f} px"

@@ -40,6 +40,10 @@ def command(recipe, out, precision, ds_version, ds_dir, gpu_id, batch_size, no_m
 
     info = emit(load(recipe), out, precision=precision, ds_version=ds_version, ds_dir=ds_dir, gpu_id=gpu_id,
                 mask=not no_mask, batch=batch_size, input_uri=input_uri)
+    show(info, precision, ds_version, t0)
+
+
+def show(info: dict, precision: str, ds_version: str, t0: float) -> None:
     for key, path in info["files"].items():
         click.echo(f"  {key:<13} {path}")
     for w in info["warnings"]:

@@ -21,6 +21,10 @@ def command(recipe, out, weights, exporter, opset, no_check):
     t0 = time.perf_counter()
     r = load(recipe)
     info = export(r, out, weights=weights, exporter=exporter, opset=opset, check=not no_check)
+    show(info, out, t0)
+
+
+def show(info: dict, out, t0: float) -> None:
     for row in info.get("parity", []):
         click.echo(f"  parity batch {row['batch']} {row['output']:<10} max abs {row['max_abs']:.2e}"
                    f"  max rel {row['max_rel']:.2e}")

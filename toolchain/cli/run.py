@@ -20,52 +20,44 @@ from ._common import load, out_option, recipe_option, success
               show_default=True)
 @click.option("--ds-dir", default=None, help="Where the DeepStream files go (default: <out>/deepstream).")
 @click.option("--force", is_flag=True, help="Redo every selected stage even if its inputs did not change.")
-@click.pass_context
-def command(ctx, recipe, out, start, stop, precision, engine_runtime, ds_version, ds_dir, force):
+def command(recipe, out, start, stop, precision, engine_runtime, ds_version, ds_dir, force):
     """The main job: export -> surgery -> calibrate -> build-engine -> build-parser -> deepstream -> validate.
 
     Every artifact and the report land in one run folder with one manifest. A stage whose inputs
     (recipe, options, upstream artifacts) did not change is not redone.
     """
-    from pathlib import Path
-
     from .. import chain
-    from ..runfolder import RunFolder
 
     t0 = time.perf_counter()
-    r = load(recipe)
-    rpath = r.source
-    ds_dir = ds_dir or str(Path(out) / "deepstream")
-    options = {
-        "export": {},
-        "surgery": {},
-        "calibrate": {},
-        "build-engine": {"precision": precision, "runtime": engine_runtime},
-        "build-parser": {"ds_major": "9" if ds_version.startswith("9") else "8"},
-        "deepstream": {"precision": precision, "ds_version": ds_version, "ds_dir": ds_dir},
-        "validate": {},
-    }
-    timings = []
-    for stage in chain.select(start, stop):
-        run = RunFolder(out)
-        fp = chain.stage_fingerprint(run, r, stage, options[stage])
-        if not force and chain.is_fresh(run, stage, fp):
-            click.secho(f"{stage}: up to date, skipped", fg="cyan")
-            timings.append((stage, "up to date", 0.0))
-            continue
-        if stage == "build-engine":
-            ok, why = chain.tensorrt_status(engine_runtime)
-            if not ok:
-                click.secho(f"{stage}: skipped: {why}", fg="yellow")
-                timings.append((stage, f"skipped: {why}", 0.0))
-                continue
-        click.secho(f"== {stage}", bold=True)
-        t1 = time.perf_counter()
-        cmd = ctx.parent.command.get_command(ctx, stage)
-        ctx.invoke(cmd, recipe=rpath, out=out, **options[stage])
-        chain.mark_done(out, stage, fp)
-        timings.append((stage, "ran", time.perf_counter() - t1))
+    options = chain.RunOptions(precision=precision, engine_runtime=engine_runtime, ds_version=ds_version,
+                               ds_dir=ds_dir)
+    steps = chain.run(load(recipe), out, options, start, stop, force, on_step=_printer(out, options))
     click.echo("")
-    for stage, what, secs in timings:
-        click.echo(f"  {stage:<13} {what:<40} {secs:7.1f} s")
+    for s in steps:
+        click.echo(f"  {s.stage:<13} {s.why:<40} {s.seconds:7.1f} s")
     success("run", t0, f"{out}/manifest.json, {out}/report.html")
+
+
+def _printer(out, options):
+    """Print each stage as its own command does."""
+    from ..surgery.stage import DEFAULT_NAME
+    from . import build_engine, build_parser, calibrate, deepstream, export, surgery, validate
+
+    def on_step(event: str, step) -> None:
+        if event == "skip":
+            up = step.why == "up to date"
+            click.secho(f"{step.stage}: {'up to date, skipped' if up else step.why}", fg="cyan" if up else "yellow")
+        elif event == "start":
+            click.secho(f"== {step.stage}", bold=True)
+        else:
+            t0 = time.perf_counter() - step.seconds
+            r = step.result
+            {"export": lambda: export.show(r, out, t0),
+             "surgery": lambda: surgery.show(r, out, DEFAULT_NAME, t0),
+             "calibrate": lambda: calibrate.show(r, out, t0),
+             "build-engine": lambda: build_engine.show(r, t0),
+             "build-parser": lambda: build_parser.show(*r, t0),
+             "deepstream": lambda: deepstream.show(r, options.precision, options.ds_version, t0),
+             "validate": lambda: validate.show(r, t0)}[step.stage]()
+
+    return on_step

@@ -56,6 +56,10 @@ def command(recipe, out, onnx, passes, decode, top_k, score_prefilter, name, lin
         d["surgery"] = dataclasses.asdict(settings)
         recipe_from_dict(d, source=r.source)
     info = surgery(r, out, onnx=onnx, settings=settings, lint=not no_lint, check=not no_check, name=name)
+    show(info, out, name, t0)
+
+
+def show(info: dict, out, name: str, t0: float) -> None:
     for row in info["per_pass"]:
         click.echo(f"  pass {row['pass']:<12} nodes {row['nodes_before']:>4} -> {row['nodes_after']:<4} "
                    f"({row['seconds']:.2f} s)")

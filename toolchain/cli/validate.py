@@ -24,8 +24,7 @@ CANDIDATES = ["onnx", "surgered", "int8-qdq", "int8-qdq-max", "fp16", "engine", 
 @click.option("--step", default=5, show_default=True, help="Frames between samples within a clip.")
 def command(recipe, out, only, c_onnx, qdq, fp16, engine, ds, media, frames_per_clip, step):
     """PyTorch reference vs every candidate on real frames; report.json + report.html; non-zero on breach."""
-    from ..errors import FbtoolError
-    from ..validate import breaches, summary_table, validate
+    from ..validate import validate
 
     t0 = time.perf_counter()
     chosen = set(only)
@@ -36,6 +35,14 @@ def command(recipe, out, only, c_onnx, qdq, fp16, engine, ds, media, frames_per_
     chosen |= {"nvinfer"} if ds else set()
     report = validate(load(recipe), out, only=chosen or None, per_clip=frames_per_clip, step=step,
                       media=list(media) or None)
+    show(report, t0)
+
+
+def show(report: dict, t0: float) -> None:
+    """The summary table; a breach (or nothing that could run) is an error."""
+    from ..errors import FbtoolError
+    from ..validate import breaches, summary_table
+
     click.echo(summary_table(report))
     bad = breaches(report)
     if bad:

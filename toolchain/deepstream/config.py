@@ -25,7 +25,8 @@ from ..nvinfer import keys
 from ..nvinfer.keyfile import render
 from ..nvinfer.names import NETWORK_MODE, PARSE_BBOX_FUNC, PARSE_MASK_FUNC, PARSER_LIB, PARSER_SYMBOLS
 from ..recipe import Recipe
-from ..runfolder import RunFolder, fingerprint
+from ..runfolder import CALIB_CACHE, ENGINE, ENGINE_MANIFEST, INT8_QDQ, RunFolder, fingerprint
+from ..runfolder import PARSER_LIB as PARSER_LIB_ART
 
 # nvdsosd/nvinfer threshold on the mask probabilities: the reference ellipse edge is exactly 0.5
 # (toolchain/reference/masks.py), and metrics' mask IoU thresholds at 0.5 too.
@@ -52,7 +53,7 @@ def engine_file_name(model_file: str | Path, batch: int, gpu_id: int, precision:
 
 def deployed_onnx(run: RunFolder) -> Path:
     """Surgery's ONNX when the run has one, else export's."""
-    found = run.artifact("surgery", "onnx", required=False) or run.artifact("export", "onnx")
+    found = run.model_onnx()
     assert found is not None  # required=True raises instead of returning None
     return found
 
@@ -93,8 +94,8 @@ def gather(recipe: Recipe, run: RunFolder, precision: str, ds_version: str, gpu_
                           f"({meta.get('recipe_hash')} != {recipe.hash})", "re-run `fbtool export` into this run folder")
     calib_cache, strongly = None, False
     if precision == "int8":
-        qdq = run.artifact("calibrate", "int8_qdq", required=False)
-        cache = run.artifact("calibrate", "calib_cache", required=False)
+        qdq = run.get(INT8_QDQ)
+        cache = run.get(CALIB_CACHE)
         if qdq is not None and keys._vt(ds_version) >= STRONGLY_TYPED_SINCE:
             onnx_path, strongly = qdq.resolve(), True
             _, outputs = _onnx_io(onnx_path)
@@ -124,8 +125,8 @@ def _built_engine(run: RunFolder, onnx_path: Path, precision: str) -> tuple[Path
     TensorRT-RTX) engine of this precision, built from this very ONNX file."""
     import json
 
-    mpath = run.artifact("build-engine", "engine_manifest", required=False)
-    engine = run.artifact("build-engine", "engine", required=False)
+    mpath = run.get(ENGINE_MANIFEST)
+    engine = run.get(ENGINE)
     if mpath is None or engine is None:
         return None
     m = json.loads(mpath.read_text())
@@ -138,7 +139,7 @@ def _built_engine(run: RunFolder, onnx_path: Path, precision: str) -> tuple[Path
 def parser_lib(run: RunFolder, ds_dir: Path) -> tuple[Path, int | None]:
     """The parser library `fbtool build-parser` built into the run folder (and the DeepStream major
     its object layout targets), else the place the docs tell users to build it."""
-    lib = run.artifact("build-parser", "lib", required=False)
+    lib = run.get(PARSER_LIB_ART)
     if lib is None:
         return (ds_dir / PARSER_LIB).resolve(), None
     info = (run.stage("build-parser") or {}).get("info", {})

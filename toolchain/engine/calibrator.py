@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FbtoolError
 from ..fsutil import write_bytes
+from ..runfolder import CALIB_CACHE, CALIB_SET
 from . import decisions as D
 
 
@@ -36,7 +37,7 @@ def cache_usable(blob: bytes, trt_version: str) -> bool:
 def _load_batches(recipe, run, batch: int) -> list[Any]:
     from ..calibset import load_calibration_set
 
-    p = run.artifact(*D.CALIB_SET, required=False)
+    p = run.get(CALIB_SET)
     if p is None:
         return []
     folder = p.parent if p.is_file() else p
@@ -57,7 +58,7 @@ def make_calibrator(backend, recipe, run, profile: D.Profile, cache_target: Path
         raise FbtoolError("implicit INT8 calibration needs a CUDA GPU visible to torch",
                           "install a CUDA build of torch on the build machine, or use --int8-mode qdq")
     batch = profile.opt[0]
-    existing = run.artifact(*D.CALIB_CACHE, required=False)
+    existing = run.get(CALIB_CACHE)
     cache_in: bytes | None = None
     if existing is not None:
         blob = Path(existing).read_bytes()

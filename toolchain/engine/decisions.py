@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import runfolder as RF
 from ..errors import FbtoolError
 from ..nvinfer.names import NETWORK_MODE
+from ..runfolder import MODEL_ONNX
 from ..trt.versions import hardware_compat_name, parse_version
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -24,11 +26,11 @@ SUPPORTED_TRT_MAJORS = (10, 11)
 
 # Artifacts (stage, key) the build reads. The base (fp32) graph: surgery's output when present,
 # else export's. Precision-carrying graphs come from `fbtool calibrate`.
-BASE_ONNX = (("surgery", "onnx"), ("export", "onnx"))
-FP16_ONNX = ("calibrate", "fp16")
-QDQ_ONNX = ("calibrate", "int8_qdq")
-CALIB_SET = ("calibrate", "calib_set")
-CALIB_CACHE = ("calibrate", "calib_cache")
+BASE_ONNX = tuple(a.ref for a in MODEL_ONNX)
+FP16_ONNX = RF.FP16_ONNX.ref
+QDQ_ONNX = RF.INT8_QDQ.ref
+CALIB_SET = RF.CALIB_SET.ref
+CALIB_CACHE = RF.CALIB_CACHE.ref
 
 # TensorRT for RTX compute-capability targets (engines run on these GPUs only; not on 9.0/H100).
 RTX_TARGETS = ("SM75", "SM80", "SM86", "SM89", "SM120", "SM121")

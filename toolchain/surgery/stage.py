@@ -15,7 +15,7 @@ from typing import cast
 from ..errors import FbtoolError
 from ..fsutil import atomic_path
 from ..recipe import Recipe, Surgery
-from ..runfolder import RunFolder, fingerprint
+from ..runfolder import EXPORT_ONNX, RunFolder, fingerprint
 from .registry import pass_names, run_passes
 from .trt_lint import TABLE, LintReport, lint_path
 
@@ -28,13 +28,13 @@ def source_onnx(out, onnx: str | Path | None = None) -> Path:
         if not p.is_file():
             raise FbtoolError(f"ONNX file {p} does not exist", "check --onnx")
         return p
-    return cast(Path, RunFolder(out).artifact("export", "onnx"))  # required: raises rather than None
+    return cast(Path, RunFolder(out).get(EXPORT_ONNX, required=True))  # required: raises rather than None
 
 
 def lint_only(out, onnx: str | Path | None = None) -> tuple[Path, LintReport]:
     """Lint --onnx, else the run folder's surgered graph, else its export."""
     if onnx is None:
-        onnx = RunFolder(out).artifact("surgery", "onnx", required=False) or source_onnx(out)
+        onnx = RunFolder(out).model_onnx()
     path = Path(onnx)
     return path, lint_path(path)
 

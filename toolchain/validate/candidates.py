@@ -13,7 +13,17 @@ from typing import Callable
 
 import numpy as np
 
-from ..runfolder import RunFolder
+from ..runfolder import (
+    ENGINE,
+    EXPORT_ONNX,
+    FP16_ONNX,
+    INFER_CONFIG,
+    INT8_QDQ,
+    INT8_QDQ_MAX,
+    PARSER_LIB,
+    SURGERY_ONNX,
+    RunFolder,
+)
 
 
 @dataclass
@@ -103,7 +113,7 @@ def _onnx(name, precision, desc, path: Path | None, recipe, missing: str) -> Can
 
 def _engine(run: RunFolder, recipe) -> Candidate:
     desc = "TensorRT engine (build-engine)"
-    path = run.artifact("build-engine", "engine", required=False)
+    path = run.get(ENGINE)
     if path is None:
         return Candidate("engine", "fp32", desc, None, "no engine in the run folder (TensorRT absent here?)")
     info = (run.stage("build-engine") or {}).get("info", {})
@@ -123,10 +133,10 @@ def _engine(run: RunFolder, recipe) -> Candidate:
 
 def _nvinfer(run: RunFolder, recipe) -> Candidate:
     desc = "nvinfer emulation: emitted config + compiled C++ parser (real C ABI) + clustering"
-    config = run.artifact("deepstream", "infer_config", required=False)
+    config = run.get(INFER_CONFIG)
     if config is None:
         return Candidate("nvinfer", "fp32", desc, None, "no nvinfer config in the run folder (run `fbtool deepstream`)")
-    lib = run.artifact("build-parser", "lib", required=False)
+    lib = run.get(PARSER_LIB)
     if lib is None:
         return Candidate("nvinfer", "fp32", desc, None, "no compiled parser in the run folder (run `fbtool build-parser`)")
     try:
@@ -151,18 +161,18 @@ def _nvinfer(run: RunFolder, recipe) -> Candidate:
 
 def discover(run: RunFolder, recipe, only: set[str] | None = None) -> list[Candidate]:
     """Every candidate the run folder can offer, available or not (with the reason)."""
-    a = run.artifact
+    a = run.get
     cands = [
-        _onnx("onnx", "fp32", "exported ONNX on onnxruntime", a("export", "onnx", required=False), recipe,
+        _onnx("onnx", "fp32", "exported ONNX on onnxruntime", a(EXPORT_ONNX), recipe,
               "no exported ONNX (run `fbtool export`)"),
-        _onnx("surgered", "fp32", "surgered ONNX on onnxruntime", a("surgery", "onnx", required=False), recipe,
+        _onnx("surgered", "fp32", "surgered ONNX on onnxruntime", a(SURGERY_ONNX), recipe,
               "no surgered ONNX (run `fbtool surgery`)"),
-        _onnx("int8-qdq", "int8", "INT8 Q/DQ ONNX (entropy) on onnxruntime",
-              a("calibrate", "int8_qdq", required=False), recipe, "no Q/DQ ONNX (run `fbtool calibrate`)"),
-        _onnx("int8-qdq-max", "int8", "INT8 Q/DQ ONNX (max) on onnxruntime",
-              a("calibrate", "int8_qdq_max", required=False), recipe, "no max-calibrated Q/DQ ONNX"),
-        _onnx("fp16", "fp16", "FP16 (AutoCast) ONNX on onnxruntime", a("calibrate", "fp16", required=False),
-              recipe, "no FP16 ONNX (run `fbtool calibrate`)"),
+        _onnx("int8-qdq", "int8", "INT8 Q/DQ ONNX (entropy) on onnxruntime", a(INT8_QDQ), recipe,
+              "no Q/DQ ONNX (run `fbtool calibrate`)"),
+        _onnx("int8-qdq-max", "int8", "INT8 Q/DQ ONNX (max) on onnxruntime", a(INT8_QDQ_MAX), recipe,
+              "no max-calibrated Q/DQ ONNX"),
+        _onnx("fp16", "fp16", "FP16 (AutoCast) ONNX on onnxruntime", a(FP16_ONNX), recipe,
+              "no FP16 ONNX (run `fbtool calibrate`)"),
         _engine(run, recipe),
         _nvinfer(run, recipe),
     ]
