@@ -139,3 +139,15 @@ def test_bench_streams_on_the_cpu_writes_json_markdown_and_plot(recipe, tmp_path
     assert data["naive"]["fps"] > 0 and "machine" in data and data["settings"]["decoder"] == "pyav-cpu"
     assert "| 2 | 8 |" in paths["md"].read_text()
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mux_with_fewer_decoding_threads_than_streams_loses_nothing():
+    from toolchain.blur.pipeline.streams import StreamMux
+
+    decs = [_FakeDecoder(s, 3 + s) for s in range(5)]
+    mux = StreamMux(decs, batch=4, timeout_s=0.01, threads=2)
+    got: dict = {}
+    for b in mux.batches():
+        for sid, idx, *_ in b:
+            got.setdefault(sid, []).append(idx)
+    assert got == {s: list(range(3 + s)) for s in range(5)}

@@ -69,34 +69,54 @@ class StreamMux:
     """Decoding threads -> one bounded queue -> batches of (stream, index, frame, t_decoded, ready event)."""
 
     def __init__(self, decoders: list, batch: int, timeout_s: float = 0.04, max_frames: int | None = None,
-                 depth: int | None = None, stop: threading.Event | None = None):
+                 depth: int | None = None, stop: threading.Event | None = None, threads: int | None = None):
         self.decoders, self.batch, self.timeout_s, self.max_frames = decoders, batch, timeout_s, max_frames
+        self.threads = threads  # decoding threads (default: one per stream; env FBTOOL_DECODE_THREADS)
         self.q: queue.Queue = queue.Queue(maxsize=depth or batch)
         self.stop = stop or threading.Event()
         self.error: BaseException | None = None
         self.stats = MuxStats()
 
-    def _decode(self, sid: int, dec) -> None:
+    def _decode(self, group: list) -> None:
+        """Decode the (stream id, decoder) pairs of `group` in turn, one frame each, from one thread."""
         try:
-            for idx, frame, ev in dec.frames(self.max_frames):
-                item = (sid, idx, frame, time.perf_counter(), ev)
-                while True:
-                    if self.stop.is_set():
-                        return
+            gens = [(sid, dec.frames(self.max_frames)) for sid, dec in group]
+            while gens:
+                for g in list(gens):
                     try:
-                        self.q.put(item, timeout=0.05)
-                        break
-                    except queue.Full:
+                        idx, frame, ev = next(g[1])
+                    except StopIteration:
+                        gens.remove(g)
                         continue
+                    item = (g[0], idx, frame, time.perf_counter(), ev)
+                    while True:
+                        if self.stop.is_set():
+                            return
+                        try:
+                            self.q.put(item, timeout=0.05)
+                            break
+                        except queue.Full:
+                            continue
         except BaseException as exc:  # noqa: B036 - reported by the muxer, in the caller's thread
             self.error = self.error or exc
             self.stop.set()
         finally:
-            self.q.put(_EOS)
+            while True:  # the end marker; a stopped muxer no longer reads, so do not block on it
+                try:
+                    self.q.put(_EOS, timeout=0.05)
+                    break
+                except queue.Full:
+                    if self.stop.is_set():
+                        break
 
     def batches(self):
-        threads = [threading.Thread(target=self._decode, args=(i, d), daemon=True, name=f"fbtool-dec{i}")
-                   for i, d in enumerate(self.decoders)]
+        import os
+
+        n = len(self.decoders)
+        k = max(1, min(n, self.threads or int(os.environ.get("FBTOOL_DECODE_THREADS", "0")) or n))
+        pairs = list(enumerate(self.decoders))
+        threads = [threading.Thread(target=self._decode, args=(pairs[i::k],), daemon=True, name=f"fbtool-dec{i}")
+                   for i in range(k)]
         for t in threads:
             t.start()
         live = len(threads)
