@@ -68,7 +68,7 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
     from .blur.pipeline.streams import open_decoder, run_streams
     from .media import resolve_media
 
-    src = str(resolve_media(source))
+    src = source if "://" in source else str(resolve_media(source))
     cuda = torch.cuda.is_available()
     nvdec = {"auto": cuda and available()[0], "nvdec": True, "cpu": False}[decoder]
     device = "cuda" if cuda else "cpu"

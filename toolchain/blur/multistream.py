@@ -27,14 +27,14 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
     from .pipeline.graphs import GraphRunner
     from .pipeline.streams import EncoderPool, open_decoder, run_streams
 
-    srcs = [str(resolve_media(s)) for s in sources]
+    srcs = [s if "://" in str(s) else str(resolve_media(s)) for s in sources]  # RTSP/HTTP: FFmpeg's demuxer opens them
     if encode:
         if not outputs or len(outputs) != len(srcs):
             raise FbtoolError("one output per input is needed to encode", "give an .mp4 per input, or --no-encode")
         for s, o in zip(srcs, outputs):
             if Path(o).suffix.lower() != ".mp4":
                 raise FbtoolError(f"output {o} is not an .mp4", "the blur job writes H.264 MP4: name it *.mp4")
-            if Path(o).resolve() == Path(s).resolve():
+            if "://" not in s and Path(o).resolve() == Path(s).resolve():
                 raise FbtoolError("the output would overwrite the input", "choose another output name")
     decoders = [open_decoder(s, nvdec) for s in srcs]
     sizes = {(d.width, d.height) for d in decoders}

@@ -33,7 +33,7 @@ class HostNv12Decoder:
 
         from ...media import resolve_media
 
-        self.source = str(resolve_media(source))
+        self.source = source if "://" in str(source) else str(resolve_media(source))
         self.device = device
         with av.open(self.source) as c:
             s = c.streams.video[0]
