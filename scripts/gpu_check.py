@@ -23,6 +23,7 @@ def main(argv=None) -> int:
     ap.add_argument("--count", type=int, default=16)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default=".")
+    ap.add_argument("--cuda-blur", default="dense", choices=("dense", "crops"))
     a = ap.parse_args(argv)
 
     import torch
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     report: dict = {"device": a.device, "size": a.size, "frames": len(frames)}
 
     # 1. post-processing on the device vs the reference, same raw heads
-    eng = make_engine(r, "torch", a.device, tensor_path=a.device == "cpu", batch=8)
+    eng = make_engine(r, "torch", a.device, tensor_path=a.device == "cpu", batch=8, cuda_blur=a.cuda_blur)
     x, _ = preprocess_batch(list(frames[:8]), r)
     with torch.inference_mode():
         model = eng.model.float() if eng.dtype is None or eng.dtype == torch.float32 else eng.model

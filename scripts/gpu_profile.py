@@ -19,6 +19,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--out", default=".")
+    ap.add_argument("--cuda-blur", default="dense", choices=("dense", "crops"))
     a = ap.parse_args(argv)
 
     import torch
@@ -66,13 +67,13 @@ def main(argv=None) -> int:
     bench("letterbox fp16", lambda: letterbox_torch(g, r, dtype=torch.float16))
     x32, lb = letterbox_torch(g, r)
     for prec in ("fp32", "fp16"):
-        eng = make_engine(r, "torch", "cuda", precision=prec, batch=b)
+        eng = make_engine(r, "torch", "cuda", precision=prec, batch=b, cuda_blur=a.cuda_blur)
         x = x32.to(eng.dtype)
         with torch.inference_mode():
             bench(f"model {prec} channels_last", lambda m=eng.model, x=x: m(x))
             xc = x.contiguous(memory_format=torch.channels_last)
             bench(f"model {prec} channels_last input", lambda m=eng.model, x=xc: m(x))
-    eng = make_engine(r, "torch", "cuda", precision="fp32", batch=b)
+    eng = make_engine(r, "torch", "cuda", precision="fp32", batch=b, cuda_blur=a.cuda_blur)
     with torch.inference_mode():
         outs = eng.model(x32)
     names = [r.outputs.boxes, r.outputs.scores, r.outputs.landmarks]
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
             o = {n: t.float() for n, t in zip(names, eng.model(xin))}
             d = to_frame_torch(postprocess_torch(o, r, anchors), lb2)
             d.to_numpy()
-            cuda_blur_fn()(x, d)
+            cuda_blur_fn(a.cuda_blur)(x, d)
         out_pinned.copy_(x, non_blocking=True)
 
     bench("whole chain, one stream, no overlap", chain, n=5)

@@ -106,17 +106,23 @@ def test_dense_blur_of_a_batch_without_faces_is_a_no_op(batch):
     assert np.array_equal(t.numpy(), np.stack(frames))
 
 
-def test_cuda_blur_mode_selection(monkeypatch):
+def test_cuda_blur_mode_selection(monkeypatch, recipe):
+    """The CUDA blur is chosen by the job's option (make_engine / --cuda-blur), not the environment."""
+    from toolchain.blur.engines import make_engine
+    from toolchain.blur.ops import DEFAULT_CUDA_BLUR
     from toolchain.blur.ops.dense import blur_batch_dense
     from toolchain.blur.ops.torch import blur_batch
-    from toolchain.blur.pipeline.stages import DEFAULT_CUDA_BLUR, cuda_blur_fn
+    from toolchain.blur.pipeline.stages import cuda_blur_fn
     from toolchain.errors import FbtoolError
 
-    monkeypatch.delenv("FBTOOL_CUDA_BLUR", raising=False)
     assert cuda_blur_fn() is {"dense": blur_batch_dense, "crops": blur_batch}[DEFAULT_CUDA_BLUR]
-    monkeypatch.setenv("FBTOOL_CUDA_BLUR", "crops")
-    assert cuda_blur_fn() is blur_batch
-    monkeypatch.setenv("FBTOOL_CUDA_BLUR", "dense")
-    assert cuda_blur_fn() is blur_batch_dense
+    assert cuda_blur_fn("crops") is blur_batch
+    assert cuda_blur_fn("dense") is blur_batch_dense
+    monkeypatch.setenv("FBTOOL_CUDA_BLUR", "crops")  # the old switch: no longer read
+    assert cuda_blur_fn() is {"dense": blur_batch_dense, "crops": blur_batch}[DEFAULT_CUDA_BLUR]
+    eng = make_engine(recipe, "torch", "cpu", tensor_path=True, cuda_blur="crops")
+    assert eng.cuda_blur == "crops"
     with pytest.raises(FbtoolError, match="unknown CUDA blur mode"):
         cuda_blur_fn("fast")
+    with pytest.raises(FbtoolError, match="unknown CUDA blur mode"):
+        make_engine(recipe, "torch", "cpu", tensor_path=True, cuda_blur="fast")

@@ -104,12 +104,12 @@ def test_empty_or_unreadable_source_stops(tmp_path, recipe, content):
 
 
 def test_missing_or_no_source_stops(tmp_path, recipe):
-    from toolchain.calibset import sample_frames
+    from toolchain.calibset import spread_frames
 
     with pytest.raises(FbtoolError):
-        sample_frames([str(tmp_path / "nope.gif")], 4)
+        spread_frames([str(tmp_path / "nope.gif")], 4)
     with pytest.raises(FbtoolError) as e:
-        sample_frames([], 4)
+        spread_frames([], 4)
     assert "no calibration source" in _one_line_error(e)
 
 
@@ -144,12 +144,12 @@ def test_calibration_and_validation_clips_are_disjoint(tmp_path, recipe):
 
 def test_gate_refuses_calibration_frames(calibrated, recipe):
     from toolchain.calibrate.gate import check_held_out
-    from toolchain.calibset import load_calibration_set, sample_frames
+    from toolchain.calibset import load_calibration_set, spread_frames
 
     cs = load_calibration_set(calibrated[0] / "calib", recipe)
-    check_held_out(sample_frames(recipe.validation_media[:1], 2), cs.source_hashes)
+    check_held_out(spread_frames(recipe.validation_media[:1], 2), cs.source_hashes)
     with pytest.raises(FbtoolError) as e:
-        check_held_out(sample_frames(recipe.calibration_media[:1], 2), cs.source_hashes)
+        check_held_out(spread_frames(recipe.calibration_media[:1], 2), cs.source_hashes)
     assert "calibration source" in _one_line_error(e)
 
 
@@ -349,12 +349,12 @@ def test_post_processing_tail_stays_high_precision():
 
 def test_gate_fails_against_tighter_recipe_limits(calibrated, recipe):
     from toolchain.calibrate.gate import accuracy_gate
-    from toolchain.calibset import sample_frames
+    from toolchain.calibset import spread_frames
 
     out, stage, _ = calibrated
     strict = dataclasses.replace(recipe, tolerances=dataclasses.replace(recipe.tolerances, int8_mean_iou=0.999))
     g = accuracy_gate(strict, out / stage["artifacts"]["int8_qdq"]["path"],
-                      sample_frames(recipe.validation_media[:1], 4), "int8-entropy")
+                      spread_frames(recipe.validation_media[:1], 4), "int8-entropy")
     assert not g["passed"] and g["failures"][0].startswith("mean_iou")
     assert g["limits"] == {"f1": recipe.tolerances.int8_f1, "mean_iou": 0.999}
 
@@ -385,7 +385,7 @@ def test_calibrate_gate_and_validate_give_one_verdict(calibrated, recipe, tmp_pa
     tolerances (both pass) and with the mean-IoU limit out of reach (both fail). FP16 used to pass
     the gate on F1 alone while validate failed it on mean IoU."""
     from toolchain.calibrate.gate import accuracy_gate
-    from toolchain.calibset import sample_frames
+    from toolchain.calibset import spread_frames
     from toolchain.runfolder import RunFolder
     from toolchain.validate import validate
 
@@ -396,7 +396,7 @@ def test_calibrate_gate_and_validate_give_one_verdict(calibrated, recipe, tmp_pa
     shutil.copy(out / stage["artifacts"][key]["path"], product)
     RunFolder(run).record("calibrate", {key: product})
     strict = dataclasses.replace(recipe, tolerances=dataclasses.replace(recipe.tolerances, **{field: 0.9999}))
-    frames = sample_frames(recipe.validation_media[:2], 8)
+    frames = spread_frames(recipe.validation_media[:2], 8)
     for r, want in ((recipe, True), (strict, False)):
         gate = accuracy_gate(r, product, frames, "int8-entropy" if key.startswith("int8") else "fp16")
         report = validate(r, run, only={candidate}, per_clip=2)

@@ -110,11 +110,11 @@ def test_rtx_builds_int8_qdq_graph(recipe, rtx_run, tmp_path):
     """Records whether TensorRT-RTX takes Model Optimizer's INT8 Q/DQ graph (it does, strongly typed)."""
     from modelopt.onnx.quantization import quantize
 
-    from toolchain.calibset import sample_frames
+    from toolchain.calibset import spread_frames
     from toolchain.reference.preprocess import preprocess_batch
 
     run = _copy_run(rtx_run, tmp_path)
-    frames = [f.image for f in sample_frames(recipe.calibration_media, 8)]
+    frames = [f.image for f in spread_frames(recipe.calibration_media, 8)]
     x, _ = preprocess_batch(frames, recipe)
     quantize(str(run / "model.onnx"), quantize_mode="int8", calibration_data={"input": x},
              calibration_method="entropy", calibration_eps=["cpu"], high_precision_dtype="fp32",

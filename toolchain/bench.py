@@ -159,14 +159,17 @@ def _encode_factory(tmpdir: str, name: str, encode: bool):
 def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 64, size=(1920, 1080),
           naive_frames: int | None = 32, encode: bool = True, batch: int | None = None, onnx=None, run_dir=None,
           precision: str = "fp32", clips=DEFAULT_CLIPS, frames_npy: str | None = None, warmup: int = 2,
-          threads: int | None = None, fuse_gpu: bool = True, gpu_stages: str | None = None, log=print) -> dict:
+          threads: int | None = None, fuse_gpu: bool = True, gpu_stages: str | None = None, log=print,
+          cuda_blur: str | None = None) -> dict:
     """Run (A) and (B) per backend on the same frames; returns the result dict (see write_report).
 
     gpu_stages "graph": the CUDA engine runs the graphed stage (blur/pipeline/graphs.py) instead of the pipeline."""
     from .blur.app import run_frames
     from .blur.engines import make_engine
+    from .blur.ops import DEFAULT_CUDA_BLUR
     from .gpumon import GpuMonitor
 
+    cuda_blur = cuda_blur or DEFAULT_CUDA_BLUR
     cuda = device == "cuda"
     mon0 = GpuMonitor() if cuda else None  # device memory before this process's CUDA context
     graph = gpu_stages == "graph"
@@ -178,7 +181,7 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
                            "naive_frames": min(naive_frames or frames, frames), "precision": precision,
                            "clips": list(clips) if not frames_npy else f"npy:{os.path.basename(frames_npy)}",
                            "batch": batch, "unique_source_frames": int(len(src)),
-                           "gpu_stages": gpu_stages or ("fused" if fuse_gpu else "split")},
+                           "gpu_stages": gpu_stages or ("fused" if fuse_gpu else "split"), "cuda_blur": cuda_blur},
               "machine": _machine(cuda), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         # (A) the naive loop
@@ -199,7 +202,7 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
         pinned = None
         for backend in backends:
             eng = make_engine(recipe, backend, device if backend == "torch" else "cpu", onnx=onnx, run_dir=run_dir,
-                              batch=batch, precision=precision, threads=threads)
+                              batch=batch, precision=precision, threads=threads, cuda_blur=cuda_blur)
             if eng.cuda and pinned is None:
                 import torch
 

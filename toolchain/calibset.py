@@ -1,4 +1,4 @@
-"""Calibration sets: real frames, preprocessed exactly as nvinfer does, with their own manifest.
+"""Calibration sets: real frames, preprocessed by the reference (nvinfer's steps), with their own manifest.
 
 Storage: `<run>/calib/calib_set.npy` holds the nvinfer-scaled uint8 canvases [N, H, W, 3] (BGR, the
 letterboxed frame at network size); the loader applies `y = scale * (x - mean[c])` with
@@ -62,8 +62,10 @@ def check_disjoint(calibration: Sequence[str | os.PathLike], validation: Sequenc
                               "calibration and accuracy-gate frames must come from different clips")
 
 
-def sample_frames(sources: Sequence[str | os.PathLike], count: int) -> list[Frame]:
-    """About `count` frames: one per image, the rest spread evenly over each video's length."""
+def spread_frames(sources: Sequence[str | os.PathLike], count: int) -> list[Frame]:
+    """About `count` frames: one per image, the rest spread evenly over each video's length, each with its
+    source's sha256 (for the held-out check). toolchain.frames.sample_frames takes every `step`-th frame
+    of each clip instead."""
     if count < 1:
         raise FbtoolError(f"frame count must be >= 1, got {count}")
     from .media import is_image, iter_frames
@@ -135,7 +137,7 @@ def build_calibration_set(recipe, sources: Sequence[str | os.PathLike], count: i
                           validation: Sequence[str | os.PathLike] = ()) -> CalibrationSet:
     """Sample, preprocess and store a calibration set under `folder`. Returns it loaded."""
     check_disjoint(sources, validation)
-    frames = sample_frames(sources, count)
+    frames = spread_frames(sources, count)
     p, inp = recipe.preprocess, recipe.input
     canvases = np.stack([scale_frame(f.image, inp.width, inp.height, p.letterbox, p.symmetric_padding,
                                      p.interpolation)[0] for f in frames])

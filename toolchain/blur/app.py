@@ -38,7 +38,7 @@ def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, cou
     head = ([Stage("decode", st.pinned_batches(pinned, b, streams, count))] if pinned is not None else
             [Stage("decode", st.frame_source(source)), Stage("batch", st.cuda_batches(b, stop, streams))])
     infer = st.cuda_infer(engine.model, recipe, engine.dtype, streams)
-    post, blur = st.cuda_post(recipe, anchors, streams), st.cuda_blur(recipe, streams)
+    post, blur = st.cuda_post(recipe, anchors, streams), st.cuda_blur(recipe, streams, engine.cuda_blur)
     if fuse_gpu:
         # One thread issues all GPU compute (generators chained): measured on the H100, three Python
         # threads launching kernels fought over the GIL and ran slower than one (docs/bench.md).

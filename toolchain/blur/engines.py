@@ -7,12 +7,12 @@ here, once, and reports a clear error where it cannot run on this machine.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import FbtoolError, MissingDependency
+from .ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
 
 BACKENDS = ("ort", "torch", "tensorrt", "nvinfer")
 
@@ -27,6 +27,7 @@ class Engine:
     dtype: Any = None
     batch: int = 4
     emulator: Any = None  # nvinfer backend: toolchain.nvinfer.emulation.NvInferEmulator (frames in, objects out)
+    cuda_blur: str = DEFAULT_CUDA_BLUR  # tensor engine: which torch blur (blur.ops.CUDA_BLUR_MODES)
 
     @property
     def cuda(self) -> bool:
@@ -45,47 +46,33 @@ def _onnx_path(onnx, run_dir) -> Path:
     return RunFolder(run_dir or "runs/default").get(EXPORT_ONNX, required=True)
 
 
-def _optional(modules: list[str], what: str, hint: str):
-    errors = []
-    for m in modules:
-        try:
-            return importlib.import_module(m)
-        except ModuleNotFoundError as exc:
-            if exc.name and not m.startswith(exc.name) and not exc.name.startswith("toolchain"):
-                errors.append(f"{m}: {exc}")
-            continue
-        except Exception as exc:  # a module that exists but cannot load its native library
-            errors.append(f"{m}: {exc}")
-    detail = f" ({'; '.join(errors)[:200]})" if errors else " (module not written yet in this checkout)"
-    raise MissingDependency(" or ".join(modules), what + detail, hint)
-
-
 def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, run_dir=None, engine_path=None,
                 weights=None, batch: int | None = None, precision: str = "fp32", threads: int | None = None,
-                tensor_path: bool = False) -> Engine:
+                tensor_path: bool = False, cuda_blur: str = DEFAULT_CUDA_BLUR) -> Engine:
     """The backend's engine. `tensor_path=True` with torch on the CPU runs the CUDA engine's stages on
     CPU tensors (tests use it to exercise that code without a GPU)."""
     if backend not in BACKENDS:
         raise FbtoolError(f"unknown backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
     if device not in ("cpu", "cuda"):
         raise FbtoolError(f"unknown device {device!r}", "choose cpu or cuda")
-    if backend == "ort":
-        from ..runners import OrtRunner
+    if cuda_blur not in CUDA_BLUR_MODES:
+        raise FbtoolError(f"unknown CUDA blur mode {cuda_blur!r}", f"choose one of {', '.join(CUDA_BLUR_MODES)}")
+    from ..runners import open_runner
 
+    if backend == "ort":
         path = _onnx_path(onnx, run_dir)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
-        r = OrtRunner(path, providers=providers, threads=threads)
+        r = open_runner("onnxruntime", path, providers=providers, threads=threads)
         return Engine(backend, device, r.name, runner=r, batch=batch or 4)
     if backend == "torch":
         if device == "cpu" and tensor_path:
             from ..models import build_model
 
             model = build_model(recipe, weights).eval()
-            return Engine(backend, device, "torch-cpu-tensor-path", model=model, dtype=None, batch=batch or 4)
+            return Engine(backend, device, "torch-cpu-tensor-path", model=model, dtype=None, batch=batch or 4,
+                          cuda_blur=cuda_blur)
         if device == "cpu":
-            from ..runners import TorchRunner
-
-            r = TorchRunner(recipe, weights)
+            r = open_runner("torch", recipe=recipe, weights=weights)
             return Engine(backend, device, r.name, runner=r, batch=batch or 4)
         import torch
 
@@ -106,10 +93,12 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
             model = model.half()
             dtype = torch.float16
         model = model.to(memory_format=torch.channels_last)
-        return Engine(backend, device, f"torch-cuda-{precision}", model=model, dtype=dtype, batch=batch or 32)
+        return Engine(backend, device, f"torch-cuda-{precision}", model=model, dtype=dtype, batch=batch or 32,
+                      cuda_blur=cuda_blur)
     if backend == "tensorrt":
-        mod = _optional(["toolchain.runners.tensorrt"], "the TensorRT backend", "use --backend ort or torch here")
-        ok, why = mod.TensorRTRunner.available("tensorrt")
+        from ..runners import available
+
+        ok, why = available("tensorrt")
         if not ok:
             raise MissingDependency("tensorrt", f"the TensorRT backend ({why})",
                                     "run on a machine with TensorRT and a CUDA GPU; use --backend ort or torch here")
@@ -118,10 +107,9 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
             from ..runfolder import ENGINE, RunFolder
 
             path = RunFolder(run_dir or "runs/default").get(ENGINE, required=True)
-        r = mod.TensorRTRunner(path)
+        r = open_runner("tensorrt", path)
         return Engine(backend, device, r.name, runner=r, batch=batch or 4)
-    emu = _optional(["toolchain.nvinfer.emulation"], "the nvinfer backend (the nvinfer emulation)",
-                    "use --backend ort meanwhile")
+    from ..nvinfer import emulation as emu
     from ..runfolder import INFER_CONFIG, RunFolder
 
     config = RunFolder(run_dir or "runs/default").get(INFER_CONFIG, required=True)

@@ -35,7 +35,7 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
               sources: Sequence[str] | None = None, frames: int = 64, eval_frames: int = 40,
               trt_version: str = "10.3", validation: Sequence[str] | None = None) -> dict:
     """Calibrate the run folder's model. `sources`/`validation` default to the recipe's media lists."""
-    from ..calibset import build_calibration_set, sample_frames
+    from ..calibset import build_calibration_set, spread_frames
     from ..trt.calib_cache import ALGORITHMS, trt_version_number, write_cache
     from .fp16 import convert_fp16
     from .gate import accuracy_gate, check_held_out, reference_run
@@ -60,7 +60,7 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
     folder = run.root / CALIB_DIR
 
     cs = build_calibration_set(recipe, sources, frames, folder, validation)
-    gate_frames = sample_frames(validation, eval_frames)
+    gate_frames = spread_frames(validation, eval_frames)
     check_held_out(gate_frames, cs.source_hashes)
     stats = collect(src, cs)
     stats_path = stats.save(folder / "stats.npz")

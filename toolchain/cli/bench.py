@@ -4,6 +4,7 @@ import time
 
 import click
 
+from ..blur.ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
 from ._common import load, recipe_option, success
 
 
@@ -37,8 +38,10 @@ from ._common import load, recipe_option, success
               help="--streams: NVDEC (PyNvVideoCodec) or PyAV on the CPU; auto = NVDEC where available.")
 @click.option("--frames-npy", type=click.Path(exists=True), default=None,
               help="Source frames from a .npy/.npz [N,H,W,3] instead of decoding the shared clips.")
+@click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,
+              help="torch on CUDA: dense (constant kernels per batch) or crops (per-face crops).")
 def command(recipe, out, stem, backends, device, frames, naive_frames, size, encode, batch, precision, threads, onnx,
-            run_dir, gpu_stages, streams, source, frames_per_stream, batch_timeout_ms, decoder, frames_npy):
+            run_dir, gpu_stages, streams, source, frames_per_stream, batch_timeout_ms, decoder, frames_npy, cuda_blur):
     """Naive per-frame PyTorch loop vs fbtool's pipelined blur, on the same frames: JSON, Markdown, PNG."""
     from ..bench import bench, parse_size, write_report
     from ..errors import FbtoolError
@@ -61,9 +64,8 @@ def command(recipe, out, stem, backends, device, frames, naive_frames, size, enc
         success("bench", t0, ", ".join(str(p) for p in paths.values()))
         return
     res = bench(load(recipe), [b.strip() for b in backends.split(",") if b.strip()], device, frames, parse_size(size),
-                naive_frames, encode, batch, onnx, run_dir, precision, frames_npy=frames_npy, threads=threads, fuse_gpu=gpu_stages != "split",
-                gpu_stages=gpu_stages,
-                log=click.echo)
+                naive_frames, encode, batch, onnx, run_dir, precision, frames_npy=frames_npy, threads=threads,
+                fuse_gpu=gpu_stages != "split", gpu_stages=gpu_stages, cuda_blur=cuda_blur, log=click.echo)
     paths = write_report(res, out, stem)
     click.echo(open(paths["md"]).read())
     success("bench", t0, ", ".join(str(p) for p in paths.values()))

@@ -4,6 +4,7 @@ import time
 
 import click
 
+from ..blur.ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
 from ._common import load, recipe_option, success
 
 
@@ -26,12 +27,14 @@ from ._common import load, recipe_option, success
 @click.option("--max-frames", type=int, default=None)
 @click.option("--verify", is_flag=True, help="Prove the blur: face detail drop and PSNR away from faces.")
 @click.option("--stats", is_flag=True, help="Print each stage's busy time.")
+@click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,
+              help="torch on CUDA: dense (constant kernels per batch) or crops (per-face, exact to the CPU blur).")
 @click.option("--decoder", type=click.Choice(["auto", "nvdec", "cpu"]), default="auto", show_default=True,
               help="--device cuda --backend torch: NVDEC + CUDA graphs (auto: where PyNvVideoCodec is installed).")
 @click.option("--encode/--no-encode", default=True, show_default=True,
               help="NVDEC path only: --no-encode keeps frames on the GPU and writes detections (--json) only.")
 def command(source, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, batch, precision, start,
-            max_frames, verify, stats, decoder, encode):
+            max_frames, verify, stats, cuda_blur, decoder, encode):
     """Blur every face of a video (MP4/GIF) through its contour mask: a pipeline of concurrent stages."""
     from ..blur.app import blur_video
     from ..blur.engines import make_engine
@@ -42,7 +45,7 @@ def command(source, output, recipe, backend, device, onnx, run_dir, engine_path,
     t0 = time.perf_counter()
     r = load(recipe)
     eng = make_engine(r, backend, device, onnx=onnx, run_dir=run_dir, engine_path=engine_path, batch=batch,
-                      precision=precision)
+                      precision=precision, cuda_blur=cuda_blur)
     nvdec = False
     if eng.cuda and decoder != "cpu":
         from ..blur.nvdec import available

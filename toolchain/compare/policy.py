@@ -2,7 +2,7 @@
 
 The limits are the recipe's data (`tolerances:` in recipes/*.yaml, toolchain.recipe.Tolerances);
 this table only says which field applies where. Export and surgery parity, the calibrate gate,
-validate and the engine check all ask here, so one product gets one verdict from every command
+validate and the blur proof all ask here, so one product gets one verdict from every command
 (before, the calibrate gate judged FP16 on F1 alone while validate also required the mean IoU).
 """
 
@@ -20,6 +20,11 @@ DETECTION = {
 # Surgery's decoded layout against the float64 reference decode (network-input pixels; scores).
 DECODE_TOL_PX = 1e-3
 SCORE_TOL = 1e-6
+
+# The blur proof (blur/proof.py, judged by pixels): each face's detail (Laplacian variance over its
+# inner ellipse) must drop by this much, and the frame away from faces must keep this PSNR.
+BLUR_MIN_DETAIL_DROP = 0.90
+BLUR_MIN_PSNR_DB = 30.0
 
 
 @dataclass(frozen=True)

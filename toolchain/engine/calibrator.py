@@ -4,7 +4,7 @@ Gated: runs only where `import tensorrt` works and a CUDA GPU is visible. Tensor
 TensorRT-RTX removed implicit INT8 (decisions.plan_build refuses it there).
 
 The batches are the run folder's calibration set (stage "calibrate", artifact "calib_set"), loaded
-with toolchain.calibset so they are preprocessed exactly as nvinfer does. Device memory is a
+with toolchain.calibset so they are preprocessed by the reference (nvinfer's steps). Device memory is a
 torch CUDA tensor (no pycuda). The legacy cache (text, first line `TRT-<version>-EntropyCalibration2`,
 what DeepStream's `int8-calib-file` reads) is read when its header matches the running TensorRT, so
 TensorRT skips calibration; a cache written by another TensorRT version is ignored, as TensorRT

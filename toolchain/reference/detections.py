@@ -100,11 +100,15 @@ def postprocess(outputs: dict[str, np.ndarray], recipe, width: int | None = None
     height = height or recipe.input.height
     t = recipe.thresholds
     thr = t.score if score_threshold is None else score_threshold
-    cand = candidates(outputs, recipe, width, height, thr)
+    return select(candidates(outputs, recipe, width, height, thr), t)
+
+
+def select(cand: Detections, t) -> Detections:
+    """Candidates -> faces: pre-NMS top-k (stable: ties keep the lower index), NMS, top-k.
+    `t`: the recipe's thresholds. The one selection chain (the parser's reference uses it too)."""
     if len(cand) > t.pre_nms_top_k:
         cand = cand.take(np.argsort(-cand.scores, kind="stable")[: t.pre_nms_top_k])
-    keep = nms(cand.boxes, cand.scores, t.nms_iou, t.top_k)
-    return cand.take(keep)
+    return cand.take(nms(cand.boxes, cand.scores, t.nms_iou, t.top_k))
 
 
 def split_batch(outputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:

@@ -1,8 +1,12 @@
-"""Preprocessing exactly as DeepStream's nvinfer does it, and the way back to frame coordinates.
+"""The reference preprocessing (nvinfer's steps), and the way back to frame coordinates.
 
-nvinfer scales the frame to the network size (keeping the aspect ratio when maintain-aspect-ratio=1,
-padding bottom/right, or both sides when symmetric-padding=1, with black), converts the colour
-order, then applies y = net-scale-factor * (x - offset[c]) to every pixel, padding included.
+As nvinfer: scale the frame to the network size (keeping the aspect ratio when maintain-aspect-ratio=1,
+padding bottom/right, or both sides when symmetric-padding=1, with black), convert the colour order,
+then apply y = net-scale-factor * (x - offset[c]) to every pixel, padding included.
+The letterbox size is rounded here; gst-nvinfer rounds the source to even dimensions and truncates.
+Both agree for the even-sized frames with integral scaled sizes this project uses (16:9, 4:3); where
+they differ, nvinfer's own geometry is toolchain.nvinfer.emulation.nvinfer_letterbox, which the
+emulation (and so validate's nvinfer candidate) follows.
 """
 
 from __future__ import annotations

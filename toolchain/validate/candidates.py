@@ -98,14 +98,15 @@ def _runner_candidate(runner_factory, recipe):
 def _onnx(name, precision, desc, path: Path | None, recipe, missing: str) -> Candidate:
     if path is None:
         return Candidate(name, precision, desc, None, missing)
-    from ..runners import OrtRunner
+    from ..runners import available, open_runner
 
-    ok, why = OrtRunner.available()
+    ok, why = available("onnxruntime")
     if not ok:
         return Candidate(name, precision, desc, None, why)
+
     def factory():
         check_io_contract(path, recipe)
-        return OrtRunner(path)
+        return open_runner("onnxruntime", path)
 
     return Candidate(name, precision, desc, _runner_candidate(factory, recipe_for_artifact(recipe, path)),
                      extra={"path": str(path)})
@@ -120,14 +121,14 @@ def _engine(run: RunFolder, recipe) -> Candidate:
     precision = info.get("precision", "fp32")
     runtime = info.get("runtime", "tensorrt")
     desc = f"{info.get('target', runtime)} engine ({precision})"
-    from ..runners.tensorrt import TensorRTRunner
+    from ..runners import available, open_runner
 
-    ok, why = TensorRTRunner.available(runtime)
+    ok, why = available(runtime)
     if not ok:
         if runtime == "tensorrt-rtx":
             why = f"a TensorRT-RTX engine runs on RTX/Ampere GPUs only (CC 8.0/8.6/8.9/12.x): {why}"
         return Candidate("engine", precision, desc, None, why)
-    return Candidate("engine", precision, desc, _runner_candidate(lambda: TensorRTRunner(path, runtime=runtime), recipe),
+    return Candidate("engine", precision, desc, _runner_candidate(lambda: open_runner(runtime, path), recipe),
                      extra={"path": str(path)})
 
 

@@ -15,27 +15,36 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
 from .core import wait_get
+
+if TYPE_CHECKING:
+    import torch
+
+    from ...reference.detections import Detections
+    from ...reference.preprocess import Letterbox
+    from ...reference.torch_port import TorchDetections
 
 
 @dataclass
 class Batch:
+    """One batch on its way through the stages; each stage fills what the next reads and drops the rest."""
+
     index: list[int]
     t0: list[float]
-    frames: Any  # host: list of HxWx3 uint8 arrays; CUDA: a uint8 [B, H, W, 3] tensor
-    host: Any = None  # CUDA: pinned host tensor holding the frames (input or output)
+    frames: list[np.ndarray] | torch.Tensor | None  # host: HxWx3 uint8 arrays; CUDA: uint8 [B, H, W, 3]
+    host: torch.Tensor | None = None  # CUDA: pinned host tensor holding the frames (input or output)
     release: Callable[[], None] | None = None  # gives a pinned staging buffer back to its pool
-    x: Any = None
-    lb: Any = None
-    outputs: Any = None
-    small: Any = None
-    dets: Any = None  # list of reference Detections (frame pixels), for JSON and the proof
-    tdets: Any = None  # CUDA: TorchDetections (frame pixels)
-    event: Any = None
+    x: np.ndarray | torch.Tensor | None = None  # the network input [B, 3, H, W]
+    lb: list[Letterbox] | Letterbox | None = None  # host: one per frame; CUDA: one for the batch
+    outputs: dict[str, np.ndarray] | dict[str, torch.Tensor] | None = None  # the model's outputs
+    dets: list[Detections] | None = None  # reference Detections (frame pixels), for JSON and the proof
+    tdets: TorchDetections | None = None  # CUDA: detections (frame pixels)
+    event: torch.cuda.Event | _NoEvent | None = None  # when the last stage's work on this batch is done
     extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -106,33 +115,14 @@ def host_infer(runner, recipe) -> Callable:
     return fn
 
 
-def postprocess_decoded(out: dict, recipe, score_threshold: float | None = None):
-    """Graph-decoded outputs (det_boxes/det_scores/det_landmarks, network pixels) -> reference Detections."""
-    from ...reference.detections import Detections
-    from ...reference.nms import nms
-
-    t = recipe.thresholds
-    thr = t.score if score_threshold is None else score_threshold
-    scores = np.asarray(out["det_scores"]).reshape(-1)
-    keep = np.nonzero(scores > thr)[0]
-    lms = out.get("det_landmarks")
-    d = Detections(np.asarray(out["det_boxes"]).reshape(-1, 4)[keep], scores[keep],
-                   None if lms is None else np.asarray(lms).reshape(len(scores), -1, 2)[keep])
-    if len(d) > t.pre_nms_top_k:
-        d = d.take(np.argsort(-d.scores, kind="stable")[: t.pre_nms_top_k])
-    return d.take(nms(d.boxes, d.scores, t.nms_iou, t.top_k))
-
-
 def host_post(recipe) -> Callable:
     from ...reference.detections import postprocess, split_batch
     from ...reference.preprocess import to_frame
 
     def fn(batches):
         for b in batches:
-            outs = split_batch(b.outputs)
-            decoded = "det_boxes" in b.outputs
-            b.dets = [to_frame(postprocess_decoded(o, recipe) if decoded else postprocess(o, recipe), lb)
-                      for o, lb in zip(outs, b.lb)]
+            # raw heads or graph-decoded outputs: the reference post-processing reads both
+            b.dets = [to_frame(postprocess(o, recipe), lb) for o, lb in zip(split_batch(b.outputs), b.lb)]
             b.outputs = None
             yield b
     return fn
@@ -331,17 +321,10 @@ def cuda_post(recipe, anchors, streams: Streams) -> Callable:
     return fn
 
 
-CUDA_BLUR_MODES = ("dense", "crops")
-DEFAULT_CUDA_BLUR = "dense"  # measured faster on the H100 and passes the proof (docs/bench.md)
-
-
-def cuda_blur_fn(mode: str | None = None) -> Callable:
+def cuda_blur_fn(mode: str = DEFAULT_CUDA_BLUR) -> Callable:
     """The torch blur: "dense" (ops.dense: a constant number of large kernels per batch) or "crops"
-    (ops.torch: per-face crops, exact to ops.cpu, a few hundred small kernels per batch). Env
-    FBTOOL_CUDA_BLUR picks one (the bench compares them); DEFAULT_CUDA_BLUR otherwise (docs/bench.md)."""
-    import os
-
-    mode = mode or os.environ.get("FBTOOL_CUDA_BLUR", DEFAULT_CUDA_BLUR)
+    (ops.torch: per-face crops, exact to ops.cpu, a few hundred small kernels per batch). The job's
+    option picks one (`--cuda-blur`; the bench compares them); DEFAULT_CUDA_BLUR otherwise."""
     if mode == "crops":
         from ..ops.torch import blur_batch
         return blur_batch
@@ -349,13 +332,13 @@ def cuda_blur_fn(mode: str | None = None) -> Callable:
         from ..ops.dense import blur_batch_dense
         return blur_batch_dense
     from ...errors import FbtoolError
-    raise FbtoolError(f"unknown CUDA blur mode {mode!r}", f"FBTOOL_CUDA_BLUR must be one of {CUDA_BLUR_MODES}")
+    raise FbtoolError(f"unknown CUDA blur mode {mode!r}", f"choose one of {', '.join(CUDA_BLUR_MODES)}")
 
 
-def cuda_blur(recipe, streams: Streams) -> Callable:
+def cuda_blur(recipe, streams: Streams, mode: str = DEFAULT_CUDA_BLUR) -> Callable:
     import torch
 
-    blur_batch = cuda_blur_fn()
+    blur_batch = cuda_blur_fn(mode)
     m = recipe.mask
 
     def fn(batches):

@@ -145,18 +145,15 @@ class NvInferEmulator:
     def _default_runner(self):
         """The engine at model-engine-file where it exists and TensorRT runs here (its outputs then
         come in engine I/O order, as nvinfer hands them over), else onnxruntime on onnx-file."""
-        from ...runners import OrtRunner
+        from ...runners import available, open_runner
 
         engine = self.config.file("model-engine-file")
-        if engine is not None and engine.is_file():
-            from ...runners.tensorrt import TensorRTRunner
-
-            if TensorRTRunner.available("tensorrt")[0]:
-                return TensorRTRunner(engine)
+        if engine is not None and engine.is_file() and available("tensorrt")[0]:
+            return open_runner("tensorrt", engine)
         onnx = self.config.file("onnx-file")
         if onnx is None:
             raise FbtoolError(f"{self.config.path} has no onnx-file", "the emulation runs the ONNX with onnxruntime")
-        return OrtRunner(onnx)
+        return open_runner("onnxruntime", onnx)
 
     # --- the pipeline -------------------------------------------------------------------------
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:

@@ -12,10 +12,7 @@ mask_width, mask_height]) in network-input pixels.
 
 from __future__ import annotations
 
-import numpy as np
-
-from ...reference.detections import candidates
-from ...reference.nms import nms
+from ...reference.detections import candidates, select
 
 
 class ReferenceParser:
@@ -39,10 +36,7 @@ class ReferenceParser:
 
     def parse_mask(self, layers, net_w, net_h, thresholds, func=None, order=None):
         t, m = self.recipe.thresholds, self.recipe.mask
-        cand = self._candidates(layers, net_w, net_h, thresholds)
-        if len(cand) > t.pre_nms_top_k:
-            cand = cand.take(np.argsort(-cand.scores, kind="stable")[: t.pre_nms_top_k])
-        dets = cand.take(nms(cand.boxes, cand.scores, t.nms_iou, t.top_k))
+        dets = select(self._candidates(layers, net_w, net_h, thresholds), t)
         masks = dets.masks(m.resolution, m.feather, m.max_tilt_deg)
         out = []
         for i in range(len(dets)):
