@@ -29,8 +29,12 @@ from ._common import load, recipe_option, success
 @click.option("--stats", is_flag=True, help="Print each stage's busy time.")
 @click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,
               help="torch on CUDA: dense (constant kernels per batch) or crops (per-face, exact to the CPU blur).")
+@click.option("--decoder", type=click.Choice(["auto", "nvdec", "cpu"]), default="auto", show_default=True,
+              help="--device cuda --backend torch: NVDEC + CUDA graphs (auto: where PyNvVideoCodec is installed).")
+@click.option("--encode/--no-encode", default=True, show_default=True,
+              help="NVDEC path only: --no-encode keeps frames on the GPU and writes detections (--json) only.")
 def command(source, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, batch, precision, start,
-            max_frames, verify, stats, cuda_blur):
+            max_frames, verify, stats, cuda_blur, decoder, encode):
     """Blur every face of a video (MP4/GIF) through its contour mask: a pipeline of concurrent stages."""
     from ..blur.app import blur_video
     from ..blur.engines import make_engine
@@ -42,8 +46,28 @@ def command(source, output, recipe, backend, device, onnx, run_dir, engine_path,
     r = load(recipe)
     eng = make_engine(r, backend, device, onnx=onnx, run_dir=run_dir, engine_path=engine_path, batch=batch,
                       precision=precision, cuda_blur=cuda_blur)
-    info = blur_video(r, source, output, eng, json_path=json_path, max_frames=max_frames, start=start,
-                      verify=verify)
+    nvdec = False
+    if eng.cuda and decoder != "cpu":
+        from ..blur.nvdec import available
+
+        nvdec = decoder == "nvdec" or available()[0]
+    if nvdec:
+        from ..blur.multistream import blur_streams
+
+        if start:
+            raise FbtoolError("--start is not supported with NVDEC", "use --decoder cpu")
+        info = blur_streams(r, [source], [output], eng, [json_path], encode=encode, max_frames=max_frames)
+        info["output"] = output if encode else "(not encoded)"
+        if verify and encode:
+            from ..blur.proof import verify_video
+
+            info["proof"] = verify_video(r, source, output, max_frames=max_frames)
+        verify = verify and encode
+    elif not encode:
+        raise FbtoolError("--no-encode needs the NVDEC path", "use --device cuda --backend torch with PyNvVideoCodec")
+    else:
+        info = blur_video(r, source, output, eng, json_path=json_path, max_frames=max_frames, start=start,
+                          verify=verify)
     if stats:
         for s in info["stages"]:
             click.echo(f"  {s['stage']:<10} busy {s['busy_s']:7.3f} s  waiting {s['wait_in_s']:7.3f} s  "
