@@ -28,5 +28,6 @@ $PY -m pip install -q --upgrade pip
 $PY -m pip install -q "torch==2.13.0"
 # Model Optimizer is installed without its [onnx] extra (that would pull cupy-cuda12x and
 # onnxruntime-gpu); the [quant] extra names the CPU pieces it needs instead.
+# [dev] includes triton: its interpreter tests the CUDA stage's kernels on the CPU (tests/test_graphs.py)
 $PY -m pip install -q -e ".[quant,rtx,dev,conformance]"
 echo "setup: done ($($PY -c 'import torch, onnx, onnxruntime; print("torch", torch.__version__, "onnx", onnx.__version__, "onnxruntime", onnxruntime.__version__)'))"

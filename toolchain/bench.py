@@ -12,6 +12,7 @@ per-stage busy times (what bounds the pipeline), and the ratio to (A).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import tempfile
@@ -158,14 +159,20 @@ def _encode_factory(tmpdir: str, name: str, encode: bool):
 def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 64, size=(1920, 1080),
           naive_frames: int | None = 32, encode: bool = True, batch: int | None = None, onnx=None, run_dir=None,
           precision: str = "fp32", clips=DEFAULT_CLIPS, frames_npy: str | None = None, warmup: int = 2,
-          threads: int | None = None, fuse_gpu: bool = True, log=print, cuda_blur: str | None = None) -> dict:
-    """Run (A) and (B) per backend on the same frames; returns the result dict (see write_report)."""
+          threads: int | None = None, fuse_gpu: bool = True, gpu_stages: str | None = None, log=print,
+          cuda_blur: str | None = None) -> dict:
+    """Run (A) and (B) per backend on the same frames; returns the result dict (see write_report).
+
+    gpu_stages "graph": the CUDA engine runs the graphed stage (blur/pipeline/graphs.py) instead of the pipeline."""
     from .blur.app import run_frames
     from .blur.engines import make_engine
     from .blur.ops import DEFAULT_CUDA_BLUR
+    from .gpumon import GpuMonitor
 
     cuda_blur = cuda_blur or DEFAULT_CUDA_BLUR
     cuda = device == "cuda"
+    mon0 = GpuMonitor() if cuda else None  # device memory before this process's CUDA context
+    graph = gpu_stages == "graph"
     src = load_source_frames(clips, npy=frames_npy)
     host = make_frames(src, frames, size)
     log(f"bench: {frames} frames {size[0]}x{size[1]} from {len(src)} unique source frames, device {device}, "
@@ -174,21 +181,22 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
                            "naive_frames": min(naive_frames or frames, frames), "precision": precision,
                            "clips": list(clips) if not frames_npy else f"npy:{os.path.basename(frames_npy)}",
                            "batch": batch, "unique_source_frames": int(len(src)),
-                           "gpu_stages": "fused" if fuse_gpu else "split", "cuda_blur": cuda_blur},
+                           "gpu_stages": gpu_stages or ("fused" if fuse_gpu else "split"), "cuda_blur": cuda_blur},
               "machine": _machine(cuda), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         # (A) the naive loop
         nf = min(naive_frames or frames, frames)
         fac = _encode_factory(tmp, "naive", encode)
         _gpu_reset(cuda)
-        with PeakRss() as rss:
+        mon_a = GpuMonitor(baseline_mb=mon0.baseline_mb) if cuda else None
+        with PeakRss() as rss, (mon_a or contextlib.nullcontext()):
             if fac is None:
                 a = naive_loop(recipe, host[:nf], device)
             else:
                 with fac() as w:
                     a = naive_loop(recipe, host[:nf], device, w)
         a.update({"name": f"naive torch-{device} fp32", "kind": "naive", "rss_peak_mb": rss.peak / 2**20,
-                  "gpu_peak_mb": _gpu_peak(cuda)})
+                  "gpu_peak_mb": _gpu_peak(cuda), **_process_gpu(mon_a)})
         result["runs"].append(a)
         log(f"  naive: {a['fps']:.1f} frames/s")
         pinned = None
@@ -200,8 +208,21 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
 
                 pinned = torch.from_numpy(host).pin_memory()
 
-            def once(n, name, eng=eng, pinned=pinned):
+            runner = None
+            if eng.cuda and graph:
+                from .blur.pipeline.graphs import GraphRunner
+
+                runner = GraphRunner(eng.model, recipe, eng.batch, size[1], size[0], eng.dtype, "bgr", download=True)
+
+            def once(n, name, eng=eng, pinned=pinned, runner=runner):
                 fac = _encode_factory(tmp, name, encode)
+                if runner is not None:
+                    from .blur.pipeline.graphs import run_host_frames
+
+                    if fac is None:
+                        return run_host_frames(runner, pinned, n)
+                    with fac() as w:
+                        return run_host_frames(runner, pinned, n, write=w.write)
                 if eng.cuda:
                     return run_frames(eng, recipe, pinned=pinned, count=n, writer_factory=fac, fuse_gpu=fuse_gpu)
                 # Host engine: the blur works in place, so the source hands out copies (as a decoder would).
@@ -209,15 +230,29 @@ def bench(recipe, backends=("ort", "torch"), device: str = "cpu", frames: int = 
 
             once(min(frames, warmup * eng.batch), f"warm-{backend}")  # cudnn autotune, allocator, ORT arenas
             _gpu_reset(eng.cuda)
-            with PeakRss() as rss:
+            mon = GpuMonitor(baseline_mb=mon0.baseline_mb) if eng.cuda else None
+            with PeakRss() as rss, (mon or contextlib.nullcontext()):
                 b = once(frames, backend)
-            b.update({"name": f"fbtool {eng.name}", "kind": "pipeline", "backend": backend, "batch": eng.batch,
+            b.update({"name": f"fbtool {eng.name}" + (", CUDA graphs" if runner is not None else ""), "kind": "pipeline",
+                      "backend": backend, "batch": eng.batch, **_process_gpu(mon),
                       "rss_peak_mb": rss.peak / 2**20, "gpu_peak_mb": _gpu_peak(eng.cuda),
                       "speedup_vs_naive": b["fps"] / a["fps"] if a["fps"] else None})
             result["runs"].append(b)
             log(f"  {b['name']}: {b['fps']:.1f} frames/s ({b['speedup_vs_naive']:.1f}x naive), bound by {b['bound_by']}")
-            del eng
+            del eng, runner
     return result
+
+
+def _process_gpu(mon) -> dict:
+    """Whole-process GPU memory during a run (NVML: CUDA context included), beside torch's allocator peak."""
+    if mon is None:
+        return {}
+    if not mon.samples:  # the naive loop: one reading now
+        with mon:
+            pass
+    s = mon.summary()
+    return {"gpu_process_peak_mb": s.get("gpu_mem_process_peak_mb") or s.get("gpu_mem_device_delta_peak_mb"),
+            "gpu_util_mean_pct": s.get("gpu_util_mean_pct")}
 
 
 def _machine(cuda: bool) -> dict:
@@ -248,6 +283,8 @@ def to_markdown(result: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         gpu = "-" if r.get("gpu_peak_mb") is None else f"{r['gpu_peak_mb']:.0f}"
+        if r.get("gpu_process_peak_mb") is not None:  # NVML: the whole process, CUDA context included
+            gpu += f" (process {r['gpu_process_peak_mb']:.0f} MiB)"
         sp = "1.0" if r["kind"] == "naive" else f"{r['speedup_vs_naive']:.1f}"
         lines.append(f"| {r['name']} | {r['frames']} | {r['fps']:.1f} | {sp} | {r['latency_ms_p50']:.1f} | "
                      f"{r['latency_ms_p99']:.1f} | {r['rss_peak_mb']:.0f} | {gpu} | {r.get('bound_by') or '-'} |")

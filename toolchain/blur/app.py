@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FbtoolError
+from ..fsutil import write_text
 from .engines import Engine
 from .pipeline.core import Pipeline, Stage
 
@@ -252,4 +253,29 @@ def blur_many(recipe, sources, output, engine: Engine, json_path=None, on_result
         if on_result is not None:
             on_result(info)
     return results
+
+
+def blur_nvdec(recipe, source, output, engine: Engine, json_path=None, encode: bool = True,
+               max_frames: int | None = None, verify: bool = False) -> dict:
+    """One input through the NVDEC + CUDA-graph path (toolchain.blur.multistream; no tracks there), then
+    the same independent audit and the same rule: OUT only when it passes, else OUT.unverified.mp4."""
+    import os
+
+    from .audit import audit_video
+    from .multistream import blur_streams
+
+    info = blur_streams(recipe, [source], [output], engine, [json_path], encode=encode, max_frames=max_frames)
+    info["output"] = str(output) if encode else "(not encoded)"
+    if verify and encode:
+        paths = output_paths(output)
+        report = audit_video(source, output, max_frames=max_frames, sheet_path=paths["sheet"])
+        d = report.to_dict()
+        if not report.ok:
+            os.replace(output, paths["unverified"])
+        d.update({"sheet": str(paths["sheet"]), "video": str(output if report.ok else paths["unverified"]),
+                  "audit_json": str(paths["audit"])})
+        write_text(paths["audit"], json.dumps(d, default=float) + "\n")
+        info["proof"] = d
+        info["output"] = d["video"]
+    return info
 

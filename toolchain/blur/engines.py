@@ -86,7 +86,9 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
         # stage threads) re-benchmarked every convolution inside the timed run (scripts/gpu_pipeline_profile.py
         # on the H100: ~450 cudaDeviceSynchronize calls and trial kernels in 8 batches).
         torch.backends.cudnn.benchmark = False
-        model = build_model(recipe, weights).to("cuda").eval()
+        from .precision import fuse_conv_bn
+
+        model = fuse_conv_bn(build_model(recipe, weights).eval()).to("cuda")  # fp16 needs it (precision.py)
         dtype = torch.float32
         if precision == "fp16":
             model = model.half()

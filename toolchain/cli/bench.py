@@ -25,21 +25,47 @@ from ._common import load, recipe_option, success
 @click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads.")
 @click.option("--onnx", type=click.Path(), default=None)
 @click.option("--run", "run_dir", default="runs/default", show_default=True, metavar="DIR")
-@click.option("--gpu-stages", type=click.Choice(["fused", "split"]), default="fused", show_default=True,
-              help="CUDA engine: infer, post and blur in one thread (fused) or three.")
+@click.option("--gpu-stages", type=click.Choice(["fused", "split", "graph"]), default="fused", show_default=True,
+              help="CUDA engine: infer, post and blur in one thread (fused), three (split), or CUDA graphs (graph).")
+@click.option("--streams", default=None, metavar="N,N,...",
+              help="Streams-per-GPU bench instead: these stream counts decode --source at once (NVDEC on a GPU).")
+@click.option("--source", default="one-by-one-person-detection.mp4", show_default=True, metavar="CLIP",
+              help="--streams: the clip every stream decodes.")
+@click.option("--frames-per-stream", type=int, default=200, show_default=True, help="--streams: frames per stream.")
+@click.option("--batch-timeout-ms", type=float, default=40.0, show_default=True,
+              help="--streams: send a partial batch this long after its first frame (nvstreammux's timeout).")
+@click.option("--decoder", type=click.Choice(["auto", "nvdec", "cpu"]), default="auto", show_default=True,
+              help="--streams: NVDEC (PyNvVideoCodec) or PyAV on the CPU; auto = NVDEC where available.")
 @click.option("--frames-npy", type=click.Path(exists=True), default=None,
               help="Source frames from a .npy/.npz [N,H,W,3] instead of decoding the shared clips.")
 @click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,
               help="torch on CUDA: dense (constant kernels per batch) or crops (per-face crops).")
 def command(recipe, out, stem, backends, device, frames, naive_frames, size, encode, batch, precision, threads, onnx,
-            run_dir, gpu_stages, frames_npy, cuda_blur):
+            run_dir, gpu_stages, streams, source, frames_per_stream, batch_timeout_ms, decoder, frames_npy, cuda_blur):
     """Naive per-frame PyTorch loop vs fbtool's pipelined blur, on the same frames: JSON, Markdown, PNG."""
     from ..bench import bench, parse_size, write_report
+    from ..errors import FbtoolError
 
     t0 = time.perf_counter()
+    if streams:
+        from .. import bench_streams as bs
+
+        try:
+            counts = [int(v) for v in streams.split(",") if v.strip()]
+        except ValueError:
+            raise FbtoolError(f"--streams {streams!r} is not a list of counts", "e.g. --streams 1,4,16,32") from None
+        if not counts or min(counts) < 1:
+            raise FbtoolError("--streams needs counts of at least 1", "e.g. --streams 1,4,16,32")
+        res = bs.bench_streams(load(recipe), source, counts, frames_per_stream, batch or 32,
+                               precision, naive_frames,
+                               batch_timeout_ms, decoder, log=click.echo)
+        paths = bs.write_report(res, out, stem if stem != "bench" else "bench_streams")
+        click.echo(open(paths["md"]).read())
+        success("bench", t0, ", ".join(str(p) for p in paths.values()))
+        return
     res = bench(load(recipe), [b.strip() for b in backends.split(",") if b.strip()], device, frames, parse_size(size),
-                naive_frames, encode, batch, onnx, run_dir, precision, frames_npy=frames_npy, threads=threads, fuse_gpu=gpu_stages == "fused",
-                cuda_blur=cuda_blur,                 log=click.echo)
+                naive_frames, encode, batch, onnx, run_dir, precision, frames_npy=frames_npy, threads=threads,
+                fuse_gpu=gpu_stages != "split", gpu_stages=gpu_stages, cuda_blur=cuda_blur, log=click.echo)
     paths = write_report(res, out, stem)
     click.echo(open(paths["md"]).read())
     success("bench", t0, ", ".join(str(p) for p in paths.values()))

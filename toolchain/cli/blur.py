@@ -36,10 +36,14 @@ from ._common import load, recipe_option, success
 @click.option("--stats", is_flag=True, help="Print each stage's busy time.")
 @click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,
               help="torch on CUDA: dense (constant kernels per batch) or crops (per-face, exact to the CPU blur).")
+@click.option("--decoder", type=click.Choice(["auto", "nvdec", "cpu"]), default="auto", show_default=True,
+              help="--device cuda --backend torch: NVDEC + CUDA graphs (auto: where PyNvVideoCodec is installed).")
+@click.option("--encode/--no-encode", default=True, show_default=True,
+              help="NVDEC path only: --no-encode keeps frames on the GPU and writes detections (--json) only.")
 def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, mode, mask_scale, batch,
-            precision, start, max_frames, verify, stats, cuda_blur):
+            precision, start, max_frames, verify, stats, cuda_blur, decoder, encode):
     """Blur every face of one or more videos (MP4/GIF, or a folder of them): tracked, recall-first."""
-    from ..blur.app import blur_many
+    from ..blur.app import blur_many, blur_nvdec
     from ..blur.engines import make_engine
     from ..errors import FbtoolError
     from ..recipe import with_blur
@@ -59,7 +63,7 @@ def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path
             for s in info["stages"]:
                 click.echo(f"  {s['stage']:<10} busy {s['busy_s']:7.3f} s  waiting {s['wait_in_s']:7.3f} s  "
                            f"blocked {s['wait_out_s']:7.3f} s")
-        if verify:
+        if verify and "proof" in info:
             p = info["proof"]
             click.echo(f"  audit: {p['summary']}")
             for f in p["failures"][:10]:
@@ -68,11 +72,29 @@ def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path
                 click.echo(f"    ... {len(p['failures']) - 10} more in {p['audit_json']}")
             click.echo(f"  contact sheet of the worst faces: {p['sheet']}")
         held = f", {info['faces_held']} of them held by tracks" if info.get("faces_held") else ""
-        click.echo(f"  {info['output']}: {info['frames']} frames, {info['faces_blurred']} faces blurred{held}, "
+        click.echo(f"  {info['output']}: {info['frames']} frames, {info.get('faces_blurred', info['faces'])} faces "
+                   f"blurred{held}, "
                    f"{info['fps']:.1f} frames/s ({info['backend']}, batch {info['batch']}, bound by {info['bound_by']})")
 
-    results = blur_many(r, sources, output, eng, json_path=json_path, max_frames=max_frames, start=start,
-                        verify=verify, on_result=report)
+    nvdec = False
+    if eng.cuda and decoder != "cpu":
+        from ..blur.nvdec import available
+
+        nvdec = decoder == "nvdec" or available()[0]
+    if nvdec:  # issue 18's GPU path: one input, no tracks; the same audit
+        if start:
+            raise FbtoolError("--start is not supported with NVDEC", "use --decoder cpu")
+        if len(sources) != 1:
+            raise FbtoolError("several inputs with NVDEC", "use --decoder cpu, or fbtool bench --streams")
+        results = [blur_nvdec(r, sources[0], output, eng, json_path, encode=encode, max_frames=max_frames,
+                              verify=verify)]
+        verify = verify and encode
+        report(results[0])
+    elif not encode:
+        raise FbtoolError("--no-encode needs the NVDEC path", "use --device cuda --backend torch with PyNvVideoCodec")
+    else:
+        results = blur_many(r, sources, output, eng, json_path=json_path, max_frames=max_frames, start=start,
+                            verify=verify, on_result=report)
     failed = [x for x in results if "error" in x or (verify and not x["proof"]["ok"])]
     if failed:
         leaks = [x for x in failed if "error" not in x]
