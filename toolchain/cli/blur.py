@@ -101,5 +101,7 @@ def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path
         raise FbtoolError(f"{len(failed)} of {len(results)} input(s) failed" + (
             f", {len(leaks)} with faces left sharp (the audit's leaks above): each such video was kept as "
             "<name>.unverified.mp4, nothing at OUT" if leaks else ""),
-            "see the contact sheet <name>.audit.png; report it with the input file")
+            "the worst faces are in <name>.audit.png (original | output) and every leak in <name>.audit.json; "
+            "try --mask-scale 1.6 or a lower `blur: score` in the recipe, and if a face still leaks, file an issue "
+            "in fbtool's tracker with those two files and the input")
     success("blur", t0, f"{len(results)} input(s) blurred" + (" and verified" if verify else ""))
