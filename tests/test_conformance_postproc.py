@@ -227,3 +227,41 @@ def test_deepstream_blurs_the_area_validate_judges(recipe, compiled_run, tmp_pat
     with capsys.disabled():
         print(f"\nblurred vs judged pixels over {n} faces: IoU mean {np.mean(ious):.3f} min {np.min(ious):.3f}")
     assert np.mean(ious) >= 0.85
+
+
+def test_nvinfer_crops_nothing_on_the_streammux_frame(recipe, compiled_run, tmp_path, frames, faces):
+    """Issue 12b: on the frame nvinfer receives in the deployment (1920x1080: nvstreammux stretches
+    every source to it), the parser's boxes end at the frame's edges, so NVIDIA's
+    attach_metadata_detector has nothing to crop: with crop-objects-to-roi-boundary=0 it drops no
+    object and the boxes equal those of the emitted config (=1). The mask nvdsosd lays on the box is
+    then the one the parser made for it. Frames: real crops with faces cut by each edge, stretched."""
+    import cv2
+
+    from toolchain.nvinfer.emulation import NvInferEmulator
+    from toolchain.nvinfer.names import STREAMMUX_HEIGHT, STREAMMUX_WIDTH
+
+    cfg = _config(recipe, compiled_run, tmp_path / "ds", True)
+    nocrop = tmp_path / "nocrop.txt"
+    nocrop.write_text(cfg.read_text().replace("crop-objects-to-roi-boundary=1", "crop-objects-to-roi-boundary=0"))
+    emu = NvInferEmulator(cfg, parser="compiled")
+    cut = edge_cut_frames(frames, faces)
+    at_edge = dict.fromkeys(cut, 0)
+    for edge, crops in cut.items():
+        for crop in crops:
+            frame = cv2.resize(crop, (STREAMMUX_WIDTH, STREAMMUX_HEIGHT), interpolation=cv2.INTER_LINEAR)
+            tensor, lb = emu.preprocess(frame)
+            out = emu.runner.infer({emu.runner.input_name: tensor[None]})
+            layers = {n: np.ascontiguousarray(out[n][0]) for n in emu.runner.output_names}
+            args = ((emu.net_w, emu.net_h, emu.channels), (STREAMMUX_WIDTH, STREAMMUX_HEIGHT), (lb.sx, lb.sy),
+                    (lb.pad_x, lb.pad_y))
+            kept = conformance.postprocess(cfg, layers, *args)["objects"]
+            free = conformance.postprocess(nocrop, layers, *args)["objects"]
+            assert len(free) == len(kept), f"{edge}: NVIDIA's code drops {len(kept) - len(free)} box(es) past the frame"
+            for a, b in zip(kept, free):
+                assert np.allclose(a["box"], b["box"], atol=1e-3, rtol=0), (edge, a["box"], b["box"])
+                left, top, w, h = a["box"]
+                at_edge[edge] += {"left": left <= 1, "top": top <= 1, "right": left + w >= STREAMMUX_WIDTH - 1,
+                                  "bottom": top + h >= STREAMMUX_HEIGHT - 1}[edge]
+    # stretched to 16:9, the narrow right-edge crops may leave no detectable face there; the bottom is
+    # the edge where the parser's box used to reach into the padding
+    assert at_edge["bottom"] >= 1 and sum(at_edge.values()) >= 4, at_edge

@@ -241,3 +241,24 @@ def test_surgery_onnx_is_preferred_and_stale_exports_refused(recipe, ds_run, tmp
     other = dataclasses.replace(recipe, thresholds=dataclasses.replace(recipe.thresholds, score=0.6))
     with pytest.raises(FbtoolError, match="another version of recipe"):
         _emit(other, run, tmp_path / "b")
+
+
+def test_parser_built_for_another_streammux_frame_is_refused(recipe, ds_run, tmp_path):
+    """The parser clips boxes to the streammux frame's part of the network input: a parser recorded
+    for another frame size than the app configs' streammux must not be paired with them."""
+    from toolchain.errors import FbtoolError
+    from toolchain.nvinfer.names import PARSER_LIB
+    from toolchain.runfolder import RunFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(ds_run / "model.onnx", run / "model.onnx")
+    (run / "parser").mkdir()
+    (run / "parser" / PARSER_LIB).write_bytes(b"stand-in: only its record matters here")
+    rf = RunFolder(run)
+    rf.record("export", {"onnx": run / "model.onnx"})
+    rf.record("build-parser", {"lib": run / "parser" / PARSER_LIB}, {"ds_major": 9, "frame": [1920, 1080]})
+    _emit(recipe, run, tmp_path / "a")
+    rf.record("build-parser", {"lib": run / "parser" / PARSER_LIB}, {"ds_major": 9, "frame": [1280, 1024]})
+    with pytest.raises(FbtoolError, match="1280x1024 streammux frame"):
+        _emit(recipe, run, tmp_path / "b")

@@ -18,6 +18,7 @@ from toolchain.nvinfer.names import PARSE_BBOX_FUNC as BBOX_FUNC
 from toolchain.nvinfer.names import PARSE_MASK_FUNC as MASK_FUNC
 from toolchain.parser import build_parser
 from toolchain.parser.build import PLUGINS, find_deepstream_includes
+from toolchain.nvinfer.emulation.reference_parser import content_region
 from toolchain.reference.anchors import anchors_for
 from toolchain.reference.decode import decode_boxes, decode_landmarks
 from toolchain.reference.detections import Detections, candidates, postprocess, split_batch
@@ -26,6 +27,9 @@ from toolchain.reference.nms import nms
 
 W, H = 640, 384
 N = 10080
+# The frame's part of the 640x384 input (the deployment's 1920x1080 streammux frame, letterboxed):
+# the parser clips boxes to it, not to the padded input.
+CX1, CY1, CX2, CY2 = content_region(W, H, True, False)
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +58,8 @@ def frame_outputs(recipe, torch_runner, classroom_frame, headpose_frame):
 
 def clipped(dets: Detections) -> Detections:
     b = dets.boxes.copy()
-    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, W)
-    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, H)
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], CX1, CX2)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], CY1, CY2)
     return Detections(b, dets.scores, dets.landmarks, dets.classes)
 
 
@@ -72,13 +76,14 @@ def assert_same_faces(objs, ref: Detections, box_px: float = 0.5):
 
 
 def reference_masks(ref: Detections, recipe) -> list[np.ndarray]:
-    """The reference formulas: ellipse of the whole face, rasterised over the (clipped) emitted box."""
+    """The reference formulas: ellipse of the whole face, rasterised over the emitted box (clipped to
+    the frame's part of the input)."""
     m, res = recipe.mask, recipe.mask.resolution
     out = []
     for i, box in enumerate(ref.boxes):
         p = ellipse_params(box, ref.landmarks[i], m.max_tilt_deg)
-        x0, x1 = np.clip(box[[0, 2]], 0, W)
-        y0, y1 = np.clip(box[[1, 3]], 0, H)
+        x0, x1 = np.clip(box[[0, 2]], CX1, CX2)
+        y0, y1 = np.clip(box[[1, 3]], CY1, CY2)
         out.append(rasterize_mask(p, x0, y0, x1, y1, res, res, m.feather))
     return out
 
@@ -102,6 +107,9 @@ def test_build_exports_symbols_and_generated_params(build, recipe, tmp_path):
     assert "kMinSizes[6] = {10.0, 20.0, 32.0, 64.0, 128.0, 256.0};" in text
     assert 'kBoxesLayer = "loc";' in text and "kMaskResolution = 32;" in text and "kVariance1 = 0.2;" in text
     assert "kNmsIou = 0.4;" in text and "kPreNmsTopK = 5000;" in text and "kTopK = 750;" in text
+    # the deployment's streammux frame and letterbox (the parser clips boxes to the frame's part of the input)
+    assert "kFrameWidth = 1920;" in text and "kFrameHeight = 1080;" in text
+    assert "kLetterbox = true;" in text and "kSymmetricPadding = false;" in text
     assert not list(Path(build.lib).parent.parent.glob(".parser-*")), "temporary build folder left behind"
     again = build_parser(recipe, Path(build.lib).parent.parent)
     assert not again.rebuilt and again.lib == build.lib
@@ -314,21 +322,25 @@ def test_threshold_comes_from_params(harness, recipe, frame_outputs):
 
 
 def test_other_network_size(harness, recipe, torch_runner, classroom_frame):
-    """Anchors follow NetworkInfo: a 320x320 input gives other anchors, same reference agreement."""
-    import cv2
-
-    from toolchain.reference.preprocess import normalize
+    """Anchors follow NetworkInfo: a 320x320 input gives other anchors, same reference agreement; the
+    frame's region follows it too (1920x1080 letterboxed into 320x320: 320x180)."""
+    from toolchain.reference.preprocess import normalize, scale_frame
 
     p = recipe.preprocess
-    canvas = cv2.resize(classroom_frame, (320, 320))
+    canvas, _ = scale_frame(classroom_frame, 320, 320, True, False)
     x = normalize(canvas, p.color, p.mean, p.scale)[None]
     out = split_batch(torch_runner.infer({recipe.input.name: x}))[0]
     ref = candidates(out, recipe, 320, 320, 0.3)
+    region = content_region(320, 320, True, False)
+    assert region == (0.0, 0.0, 320.0, 180.0)
+    rb = ref.boxes.copy()
+    rb[:, [0, 2]] = np.clip(rb[:, [0, 2]], region[0], region[2])
+    rb[:, [1, 3]] = np.clip(rb[:, [1, 3]], region[1], region[3])
+    rb = rb[(rb[:, 2] > rb[:, 0]) & (rb[:, 3] > rb[:, 1])]
     objs = harness.parse_bbox(out, 320, 320, [0.3])
-    assert len(ref) == len(objs)
-    if len(ref):
-        b = to_detections(objs).boxes
-        assert np.abs(b - np.clip(ref.boxes, 0, 320)).max() <= 0.5
+    assert len(rb) == len(objs) and len(rb) > 0
+    b = to_detections(objs).boxes
+    assert np.abs(b - rb).max() <= 0.5
     assert harness.parse_bbox(out, W, H, [0.3]) is None  # N does not match 640x384's anchors
 
 

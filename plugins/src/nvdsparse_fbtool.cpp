@@ -352,13 +352,40 @@ bool collect(const std::vector<NvDsInferLayerInfo>& layers, const NvDsInferNetwo
   return true;
 }
 
-// Clip to the network input (nvinfer maps these back to the frame). False for an empty box.
-bool clip_box(const Face& f, const NvDsInferNetworkInfo& net, float& x1, float& y1, float& x2, float& y2) {
-  const float W = static_cast<float>(net.width), H = static_cast<float>(net.height);
-  x1 = std::min(std::max(static_cast<float>(f.x1), 0.0f), W);
-  y1 = std::min(std::max(static_cast<float>(f.y1), 0.0f), H);
-  x2 = std::min(std::max(static_cast<float>(f.x2), 0.0f), W);
-  y2 = std::min(std::max(static_cast<float>(f.y2), 0.0f), H);
+// The part of the network input the frame fills: gstnvinfer.cpp (get_converted_buffer) scales the
+// frame nvinfer receives (the deployment's nvstreammux output, kFrameWidth x kFrameHeight) into the
+// network input with the same formula (source dims rounded down to even, sizes truncated), and pads
+// the rest black, right/bottom or split. The parser gets no frame size: it is the deployment's.
+struct Region {
+  float x1, y1, x2, y2;
+};
+
+Region content_region(const NvDsInferNetworkInfo& net) {
+  const unsigned sw = kFrameWidth & ~1u, sh = kFrameHeight & ~1u;
+  unsigned dw = net.width, dh = net.height;
+  if (kLetterbox) {
+    const double hdest = net.width * sh / static_cast<double>(sw);
+    const double wdest = net.height * sw / static_cast<double>(sh);
+    if (hdest <= net.height) {
+      dh = static_cast<unsigned>(hdest);
+    } else {
+      dw = static_cast<unsigned>(wdest);
+    }
+  }
+  const unsigned px = kSymmetricPadding ? (net.width - dw) / 2 : 0;
+  const unsigned py = kSymmetricPadding ? (net.height - dh) / 2 : 0;
+  return {static_cast<float>(px), static_cast<float>(py), static_cast<float>(px + dw), static_cast<float>(py + dh)};
+}
+
+// Clip to the frame's part of the network input, so that the box nvinfer maps back lies in the frame
+// and attach_metadata_detector (crop-objects-to-roi-boundary=1) has nothing left to crop: a crop there
+// would shorten the box under a mask made for the longer one, and nvdsosd would squash the mask.
+// False for an empty box.
+bool clip_box(const Face& f, const Region& c, float& x1, float& y1, float& x2, float& y2) {
+  x1 = std::min(std::max(static_cast<float>(f.x1), c.x1), c.x2);
+  y1 = std::min(std::max(static_cast<float>(f.y1), c.y1), c.y2);
+  x2 = std::min(std::max(static_cast<float>(f.x2), c.x1), c.x2);
+  y2 = std::min(std::max(static_cast<float>(f.y2), c.y1), c.y2);
   return x2 > x1 && y2 > y1;
 }
 
@@ -461,9 +488,10 @@ FBTOOL_EXPORT bool NvDsInferParseFbtoolFace(std::vector<NvDsInferLayerInfo> cons
   try {
     std::vector<Face> faces;
     if (!collect(outputLayersInfo, networkInfo, detectionParams, false, faces)) return false;
+    const Region content = content_region(networkInfo);
     for (const Face& f : faces) {
       float x1, y1, x2, y2;
-      if (!clip_box(f, networkInfo, x1, y1, x2, y2)) continue;
+      if (!clip_box(f, content, x1, y1, x2, y2)) continue;
       NvDsInferObjectDetectionInfo obj{};  // value-initialised: 9.x's rotation_angle stays 0
       fill_box(obj, f, x1, y1, x2, y2);
       objectList.push_back(obj);
@@ -485,13 +513,14 @@ FBTOOL_EXPORT bool NvDsInferParseFbtoolFaceMask(std::vector<NvDsInferLayerInfo> 
     if (!collect(outputLayersInfo, networkInfo, detectionParams, true, faces)) return false;
     const std::vector<size_t> keep = cluster(faces);
     objectList.reserve(start + keep.size());
+    const Region content = content_region(networkInfo);
     for (size_t idx : keep) {
       const Face& f = faces[idx];
       float x1, y1, x2, y2;
-      if (!clip_box(f, networkInfo, x1, y1, x2, y2)) continue;
+      if (!clip_box(f, content, x1, y1, x2, y2)) continue;
       NvDsInferInstanceMaskInfo obj{};
       fill_box(obj, f, x1, y1, x2, y2);
-      // The ellipse comes from the whole (unclipped) face; the mask covers the emitted box.
+      // The ellipse comes from the whole (unclipped) face, cut at the frame's edge; the mask covers the emitted box.
       std::unique_ptr<float[]> mask(new float[static_cast<size_t>(kMaskResolution) * kMaskResolution]);
       rasterize(ellipse_params(f), x1, y1, x2, y2, kMaskResolution, kMaskResolution, mask.get());
       // nvdsosd's blur (cuosd_kernel.cu, render_blur_kernel) skips a cell only where the mask is

@@ -10,11 +10,12 @@ from __future__ import annotations
 import shlex
 
 from ..nvinfer import keys
+from ..nvinfer.names import STREAMMUX_HEIGHT, STREAMMUX_WIDTH
 from ..recipe import Recipe
 
 # A stream every DeepStream install ships; the user passes their own with --input.
 SAMPLE_URI = "file:///opt/nvidia/deepstream/deepstream/samples/streams/sample_1080p_h264.mp4"
-MUX_W, MUX_H = 1920, 1080
+MUX_W, MUX_H = STREAMMUX_WIDTH, STREAMMUX_HEIGHT  # the parser is built for this frame size
 MASK_BLUR_SINCE = (9, 0)  # nvdsosd blur-bbox=2 (mask area), REFERENCE.md 4
 
 

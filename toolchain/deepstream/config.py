@@ -29,7 +29,8 @@ from ..errors import FbtoolError
 from ..fsutil import write_text
 from ..nvinfer import keys
 from ..nvinfer.keyfile import render
-from ..nvinfer.names import NETWORK_MODE, PARSE_BBOX_FUNC, PARSE_MASK_FUNC, PARSER_LIB, PARSER_SYMBOLS
+from ..nvinfer.names import (NETWORK_MODE, PARSE_BBOX_FUNC, PARSE_MASK_FUNC, PARSER_LIB, PARSER_SYMBOLS,
+                             STREAMMUX_HEIGHT, STREAMMUX_WIDTH)
 from ..recipe import Recipe
 from ..runfolder import CALIB_CACHE, ENGINE, ENGINE_MANIFEST, INT8_QDQ, RunFolder, fingerprint
 from ..runfolder import PARSER_LIB as PARSER_LIB_ART
@@ -154,6 +155,12 @@ def parser_lib(run: RunFolder, ds_dir: Path) -> tuple[Path, int | None]:
     if lib is None:
         return (ds_dir / PARSER_LIB).resolve(), None
     info = (run.stage("build-parser") or {}).get("info", {})
+    frame = info.get("frame")
+    if frame is not None and list(frame) != [STREAMMUX_WIDTH, STREAMMUX_HEIGHT]:
+        # the parser clips boxes to this frame's part of the network input (docs/deepstream.md)
+        raise FbtoolError(f"{lib.name} in the run folder was built for a {frame[0]}x{frame[1]} streammux frame, "
+                          f"the app configs use {STREAMMUX_WIDTH}x{STREAMMUX_HEIGHT}",
+                          f"rebuild it: `fbtool build-parser -o {run.root} --force`")
     missing = [f for f in PARSER_SYMBOLS if info.get("symbols") and f not in info["symbols"]]
     if missing:
         raise FbtoolError(f"{lib.name} in the run folder does not export {', '.join(missing)}",

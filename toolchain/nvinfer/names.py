@@ -19,6 +19,12 @@ PARSER_SYMBOLS = (PARSE_BBOX_FUNC, PARSE_MASK_FUNC)
 # gst-nvinfer `network-mode`; also the precision suffix of the engine names nvinfer builds and looks for.
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
 
+# The frame nvinfer receives: nvstreammux scales every source to this size (enable-padding=0: stretched).
+# The deepstream stage writes it into the app configs and build-parser into the parser, which clips
+# boxes to the frame's part of the network input (docs/deepstream.md, "Faces cut by the frame's
+# edges"); change it here and run build-parser and deepstream again.
+STREAMMUX_WIDTH, STREAMMUX_HEIGHT = 1920, 1080
+
 DEFAULT_DEEPSTREAM_ROOT = "/opt/nvidia/deepstream/deepstream"
 
 

@@ -11,6 +11,7 @@ import json
 import re
 
 from ..errors import FbtoolError
+from ..nvinfer.names import STREAMMUX_HEIGHT, STREAMMUX_WIDTH
 
 HEADER_NAME = "fbtool_model_params.h"
 # Decode-in-graph outputs (surgery's pass). Overridable through ONNX metadata `decoded_outputs`.
@@ -26,7 +27,7 @@ def model_params(recipe, meta: dict | None = None, source: str | None = None) ->
                 f"the ONNX model was exported from another recipe (hash {meta.get('recipe_hash')}, "
                 f"recipe {recipe.name} is {recipe.hash})",
                 "export again with this recipe, or pass the recipe the model was made from")
-        for key in ("input", "anchors", "thresholds", "mask"):
+        for key in ("input", "preprocess", "anchors", "thresholds", "mask"):
             if isinstance(meta.get(key), dict):
                 d[key] = {**d[key], **meta[key]}
         if meta.get("labels"):
@@ -48,6 +49,12 @@ def model_params(recipe, meta: dict | None = None, source: str | None = None) ->
         "output_layout": (meta or {}).get("output_layout", "raw"),
         "width": int(d["input"]["width"]),
         "height": int(d["input"]["height"]),
+        # The frame nvinfer receives in the deployment (the streammux output) and how nvinfer scales it
+        # into the network input: the parser clips boxes to the frame's part of the input.
+        "frame_width": STREAMMUX_WIDTH,
+        "frame_height": STREAMMUX_HEIGHT,
+        "letterbox": bool(d["preprocess"]["letterbox"]),
+        "symmetric_padding": bool(d["preprocess"]["symmetric_padding"]),
         "steps": [int(s) for s in a["steps"]],
         "min_sizes": [[float(x) for x in row] for row in a["min_sizes"]],
         "variance": [float(v) for v in a["variance"]],
@@ -105,6 +112,11 @@ def render_header(p: dict) -> str:
         "namespace fbtool_params {",
         f"constexpr unsigned kDefaultWidth = {p['width']};",
         f"constexpr unsigned kDefaultHeight = {p['height']};",
+        "// The frame nvinfer receives (the deployment's nvstreammux width x height) and its letterbox.",
+        f"constexpr unsigned kFrameWidth = {p['frame_width']};",
+        f"constexpr unsigned kFrameHeight = {p['frame_height']};",
+        f"constexpr bool kLetterbox = {'true' if p['letterbox'] else 'false'};",
+        f"constexpr bool kSymmetricPadding = {'true' if p['symmetric_padding'] else 'false'};",
         f"constexpr unsigned kNumLevels = {len(p['steps'])};",
         f"constexpr unsigned kSteps[kNumLevels] = {{{', '.join(str(s) for s in p['steps'])}}};",
         f"constexpr unsigned kMinSizeBegin[kNumLevels + 1] = {{{', '.join(str(b) for b in begins)}}};",

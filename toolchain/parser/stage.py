@@ -29,6 +29,8 @@ def build_stage(recipe, out, deepstream_root: str | os.PathLike | None = None, d
     b = build_parser(recipe, out, deepstream_root=deepstream_root, ds_major=ds_major, meta=meta, force=force)
     run.record("build-parser", {"lib": b.lib, "harness": b.harness, "params_header": b.params_header},
                {"header": b.header, "ds_major": b.ds_major, "symbols": b.symbols, "params_source": source,
-                "rebuilt": b.rebuilt, "parse_bbox_func": PARSE_BBOX_FUNC, "parse_instance_mask_func": PARSE_MASK_FUNC},
+                "rebuilt": b.rebuilt,
+                # the streammux frame the parser clips boxes for (the deepstream stage checks it)
+                "frame": [b.params["frame_width"], b.params["frame_height"]], "parse_bbox_func": PARSE_BBOX_FUNC, "parse_instance_mask_func": PARSE_MASK_FUNC},
                inputs=fingerprint(b.fingerprint), recipe=recipe)
     return b, source

@@ -20,6 +20,9 @@ class Detections:
     scores: np.ndarray  # [N] float32
     landmarks: np.ndarray | None = None  # [N, K, 2] float32
     classes: np.ndarray | None = None  # [N] int32, 0 = face
+    # [N, 4] the boxes before to_frame clipped them to the frame (None: not clipped). A face cut by a
+    # frame edge keeps its whole contour: its mask is the ellipse of this box, cut at the edge.
+    full_boxes: np.ndarray | None = None
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -37,7 +40,12 @@ class Detections:
     def take(self, idx) -> Detections:
         idx = np.asarray(idx, dtype=np.int64)
         return Detections(self.boxes[idx], self.scores[idx],
-                          None if self.landmarks is None else self.landmarks[idx], self.classes[idx])
+                          None if self.landmarks is None else self.landmarks[idx], self.classes[idx],
+                          None if self.full_boxes is None else self.full_boxes[idx])
+
+    def contour_box(self, i: int) -> np.ndarray:
+        """The box whose inscribed ellipse is face i's contour (the unclipped one where known)."""
+        return self.boxes[i] if self.full_boxes is None else self.full_boxes[i]
 
     def masks(self, resolution: int, feather: float = 0.15, max_tilt_deg: float = 45.0) -> np.ndarray:
         """[N, R, R] per-face probability masks over each face's own box (what the parser emits)."""

@@ -90,12 +90,14 @@ def to_frame(dets, lb: Letterbox):
     own convention. nvinfer differs (gstnvinfer_meta_utils.cpp, attach_metadata_detector): it clamps a
     negative left/top to 0 without shrinking the box, and DROPS a box that passes the bottom edge
     unless crop-objects-to-roi-boundary=1 (which fbtool's config sets: then it crops at the right and
-    bottom edges like this clip). toolchain.nvinfer.emulation follows nvinfer."""
+    bottom edges like this clip). toolchain.nvinfer.emulation follows nvinfer. The unclipped boxes stay
+    in `full_boxes`: a cut face's contour is its whole ellipse, cut at the edge (as the parser makes it)."""
     from .detections import Detections
 
     b = dets.boxes.astype(np.float64).copy()
     b[:, [0, 2]] = (b[:, [0, 2]] - lb.pad_x) / lb.sx
     b[:, [1, 3]] = (b[:, [1, 3]] - lb.pad_y) / lb.sy
+    full = b.copy()
     b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, lb.frame_w)
     b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, lb.frame_h)
     lms = None
@@ -103,4 +105,4 @@ def to_frame(dets, lb: Letterbox):
         lms = dets.landmarks.astype(np.float64).copy()
         lms[..., 0] = (lms[..., 0] - lb.pad_x) / lb.sx
         lms[..., 1] = (lms[..., 1] - lb.pad_y) / lb.sy
-    return Detections(b, dets.scores, lms, dets.classes)
+    return Detections(b, dets.scores, lms, dets.classes, full)

@@ -147,8 +147,11 @@ def _nvinfer(run: RunFolder, recipe) -> Candidate:
 
     def make():
         from ..nvinfer.emulation import to_detections
+        from ..nvinfer.names import STREAMMUX_HEIGHT, STREAMMUX_WIDTH
 
-        emu = NvInferEmulator(config, parser="compiled")
+        # nvinfer receives the streammux frame (every source stretched to it), whose size the parser
+        # is built for: the emulation takes the same path, objects come back on the clip's frame
+        emu = NvInferEmulator(config, parser="compiled", mux=(STREAMMUX_WIDTH, STREAMMUX_HEIGHT))
 
         def run_frames(frames, batch):
             objects = emu.infer(frames)  # batches by the config's batch-size, as nvinfer does

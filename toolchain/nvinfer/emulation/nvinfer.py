@@ -1,6 +1,11 @@
 """Gst-nvinfer emulated in Python: config in, the object metadata DeepStream would attach out.
 
 Per frame, as gstnvinfer + nvdsinfer do it (facts in docs/deepstream.md):
+0. With `mux=(W, H)` (validate passes the deployment's, nvinfer.names.STREAMMUX_*), the frame is the
+   one nvstreammux hands over: the source stretched to W x H (enable-padding=0). The emulation scales
+   the source straight into the network input with that frame's geometry (one resampling where the
+   GPU does two), runs 1-6 on the W x H frame, and maps the objects back to the source by W/w, H/h.
+   Without it the given frame is what nvinfer receives.
 1. Scale the frame to the network size. With maintain-aspect-ratio=1 the scaled size is
    (net_w, trunc(net_w * H / W)) when that fits, else (trunc(net_h * W / H), net_h); the source
    width/height are first rounded down to even numbers; padding is black, right/bottom, or split
@@ -89,7 +94,9 @@ def scale_like_nvinfer(frame: np.ndarray, net_w: int, net_h: int, keep_aspect: b
 class NvInferEmulator:
     """Runs frames through the emitted config as nvinfer would, with the real parser (or a stand-in)."""
 
-    def __init__(self, config: str | Path | NvInferConfig, parser=None, runner=None, ds_version: str = "9.1"):
+    def __init__(self, config: str | Path | NvInferConfig, parser=None, runner=None, ds_version: str = "9.1",
+                 mux: tuple[int, int] | None = None):
+        self.mux = None if mux is None else (int(mux[0]), int(mux[1]))
         self.config = config if isinstance(config, NvInferConfig) else read_config(config, ds_version)
         c = self.config
         dims = c.infer_dims
@@ -165,8 +172,19 @@ class NvInferEmulator:
 
     # --- the pipeline -------------------------------------------------------------------------
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """The network input and its geometry; with `mux`, the geometry of the streammux frame."""
         canvas, lb = scale_like_nvinfer(frame, self.net_w, self.net_h, self.keep_aspect, self.symmetric,
                                         self.interpolation)
+        if self.mux is not None:
+            mlb = nvinfer_letterbox(*self.mux, self.net_w, self.net_h, self.keep_aspect, self.symmetric)
+            if (mlb.scaled_w, mlb.scaled_h, mlb.pad_x, mlb.pad_y) != (lb.scaled_w, lb.scaled_h, lb.pad_x, lb.pad_y):
+                import cv2
+
+                interp = cv2.INTER_LINEAR if self.interpolation == "bilinear" else cv2.INTER_NEAREST
+                canvas = np.zeros((self.net_h, self.net_w, 3), dtype=np.uint8)
+                canvas[mlb.pad_y:mlb.pad_y + mlb.scaled_h, mlb.pad_x:mlb.pad_x + mlb.scaled_w] = cv2.resize(
+                    frame, (mlb.scaled_w, mlb.scaled_h), interpolation=interp)
+            lb = mlb
         return normalize(canvas, self.color, self.offsets, self.scale), lb
 
     def infer(self, frames: list[np.ndarray]) -> list[list[ObjectMeta]]:
@@ -181,7 +199,11 @@ class NvInferEmulator:
             for b, lb in enumerate(boxes):
                 layers = {n: np.ascontiguousarray(outputs[n][b]) for n in names}
                 h, w = chunk[b].shape[:2]
-                out.append(self.postprocess(layers, lb, (w, h)))
+                if self.mux is None:
+                    out.append(self.postprocess(layers, lb, (w, h)))
+                else:
+                    out.append([_scaled(o, w / self.mux[0], h / self.mux[1])
+                                for o in self.postprocess(layers, lb, self.mux)])
         return out
 
     def postprocess(self, layers: dict[str, np.ndarray], lb: Letterbox,
@@ -236,6 +258,14 @@ class NvInferEmulator:
             mask = np.asarray(o["mask"], dtype=np.float32).reshape(int(o["mask_height"]), int(o["mask_width"]))
         return ObjectMeta(int(o["class_id"]), float(o["confidence"]), float(left), float(top), float(width),
                           float(height), mask, float(self.config.get("segmentation-threshold", 0.0)))
+
+
+def _scaled(o: ObjectMeta, fx: float, fy: float) -> ObjectMeta:
+    """An object on the streammux frame mapped onto the source frame (the mask covers the box)."""
+    if fx == 1.0 and fy == 1.0:
+        return o
+    return ObjectMeta(o.class_id, o.confidence, o.left * fx, o.top * fy, o.width * fx, o.height * fy, o.mask,
+                      o.mask_threshold)
 
 
 def _nms(objs: list[dict], iou_threshold: float) -> list[dict]:

@@ -94,12 +94,13 @@ def frame_mask(objects, frame_w: int, frame_h: int) -> np.ndarray:
 def pair_mask_iou(obj, ref: Detections, ri: int, feather: float = 0.15, max_tilt_deg: float = 45.0,
                   threshold: float = 0.5) -> float:
     """IoU (at `threshold`) of the area DeepStream blurs for the object (sample_mask, mode "blur") and
-    the reference face's contour mask (with its landmarks), on the frame's 1 px grid over both boxes."""
+    the reference face's contour mask (with its landmarks), on the frame's 1 px grid over both boxes.
+    The contour is the ellipse of the face's whole box (`full_boxes`), cut at the frame's edge."""
     rb = ref.boxes[ri]
     # the frame's own pixel grid (integer origin), where nvdsosd blurs
     x0, y0 = float(np.floor(min(rb[0], obj.left))), float(np.floor(min(rb[1], obj.top)))
     x1, y1 = float(max(rb[2], obj.left + obj.width)), float(max(rb[3], obj.top + obj.height))
     w, h = max(int(np.ceil(x1 - x0)), 1), max(int(np.ceil(y1 - y0)), 1)
-    p = ellipse_params(rb, None if ref.landmarks is None else ref.landmarks[ri], max_tilt_deg)
+    p = ellipse_params(ref.contour_box(ri), None if ref.landmarks is None else ref.landmarks[ri], max_tilt_deg)
     ref_m = rasterize_mask(p, x0, y0, x0 + w, y0 + h, w, h, feather)
     return mask_iou(ref_m, sample_mask(obj, x0, y0, w, h), threshold)
