@@ -24,10 +24,13 @@ if command -v apt-get >/dev/null 2>&1 && [ "${FBTOOL_SKIP_APT:-0}" != "1" ]; the
   fi
 fi
 
+# Quiet: the root-user notice (CI and containers run as root on purpose) and setuptools' generic
+# editable-install notice say nothing a user of this script can act on.
+export PIP_ROOT_USER_ACTION=ignore
 $PY -m pip install -q --upgrade pip
 $PY -m pip install -q "torch==2.13.0"
 # Model Optimizer is installed without its [onnx] extra (that would pull cupy-cuda12x and
 # onnxruntime-gpu); the [quant] extra names the CPU pieces it needs instead.
 # [dev] includes triton: its interpreter tests the CUDA stage's kernels on the CPU (tests/test_graphs.py)
-$PY -m pip install -q -e ".[quant,rtx,dev,conformance]"
+PYTHONWARNINGS=ignore $PY -m pip install -q -e ".[quant,rtx,dev,conformance]"
 echo "setup: done ($($PY -c 'import torch, onnx, onnxruntime; print("torch", torch.__version__, "onnx", onnx.__version__, "onnxruntime", onnxruntime.__version__)'))"

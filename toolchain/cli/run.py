@@ -35,7 +35,8 @@ def command(recipe, out, start, stop, precision, engine_runtime, ds_version, ds_
     steps = chain.run(load(recipe), out, options, start, stop, force, on_step=_printer(out, options))
     click.echo("")
     for s in steps:
-        click.echo(f"  {s.stage:<13} {s.why:<40} {s.seconds:7.1f} s")
+        what = s.why.split(";")[0]  # the full reason (and how to make it run) was printed above
+        click.echo(f"  {s.stage:<13} {what:<62} {s.seconds:7.1f} s")
     report = Path(out) / "report.html"  # only a run that reached validate has one
     success("run", t0, f"{out}/manifest.json" + (f", {report}" if report.is_file() else ""))
 
