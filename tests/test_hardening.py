@@ -371,7 +371,9 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     """SIGTERM during build-parser: exit 143 with one line, no staging folder, no make left."""
     run = tmp_path / "R"
     env = {**os.environ, "PYTHONPATH": str(REPO), "CXX": str(tmp_path / "slowcxx")}
-    (tmp_path / "slowcxx").write_text(f"#!/bin/sh\necho $$ > {tmp_path}/cxx.pid\nexec sleep 300\n")
+    # `--version` answers at once (build-parser asks it first, outside make); the compile make starts hangs
+    (tmp_path / "slowcxx").write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && {{ echo slowcxx 1; exit 0; }}\n"
+                                      f"echo $$ > {tmp_path}/cxx.pid\nexec sleep 300\n")
     (tmp_path / "slowcxx").chmod(0o755)
     p = subprocess.Popen([sys.executable, "-c", "import sys; from toolchain.cli import main; main(sys.argv[1:])",
                           "build-parser", "-o", str(run)], env=env,

@@ -130,14 +130,24 @@ def _run_make(cmd: list[str]) -> subprocess.CompletedProcess:
     """make in its own process group, so an interrupt (Ctrl-C, SIGTERM) also ends the compilers it started."""
     import signal
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Ctrl-C/SIGTERM are held back while make starts: one arriving inside Popen (make, even its compiler,
+    # may already run) would leave make's process group unknown, and so running. Once `proc` exists the
+    # held signal is let through inside the `try` below, which kills the whole group.
+    stop = {signal.SIGINT, signal.SIGTERM}
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     try:
-        out, err = proc.communicate(timeout=600)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, stop))
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            out, err = proc.communicate(timeout=600)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
