@@ -10,6 +10,7 @@ so `fbtool --help` works with no GPU, no TensorRT and no torch import.
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 
@@ -41,7 +42,13 @@ class FbtoolGroup(click.Group):
             raise
         except Terminated:
             click.secho("Error: terminated (SIGTERM); temporary files were removed", fg="red", err=True)
-            sys.exit(143)
+            # Every cleanup has run while the exception unwound. Leave without the interpreter's
+            # shutdown: worker threads may still sit inside onnxruntime or FFmpeg, and tearing their
+            # C++ objects down under them aborts the process ("terminate called without an active
+            # exception", exit -6 instead of 143).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(143)
         except Exception as exc:
             err = as_fbtool_error(exc)
             if err is None:
