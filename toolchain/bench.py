@@ -325,11 +325,12 @@ def plot(result: dict, path) -> None:
     plt.close(fig)
 
 
-def write_report(result: dict, out_dir, stem: str = "bench") -> dict:
+def write_report(result: dict, out_dir, stem: str = "bench", markdown=to_markdown, draw=plot) -> dict:
+    """JSON + Markdown + PNG of a bench result (`markdown`/`draw` render it: the streams bench passes its own)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
     write_json(paths["json"], result)
-    write_text(paths["md"], to_markdown(result))
-    plot(result, paths["png"])
+    write_text(paths["md"], markdown(result))
+    draw(result, paths["png"])
     return paths

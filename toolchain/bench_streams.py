@@ -17,7 +17,7 @@ import math
 import time
 
 from .bench import _machine, naive_loop
-from .fsutil import atomic_path, write_json, write_text
+from .fsutil import atomic_path
 
 
 def _host_frames(source: str, nvdec: bool, count: int):
@@ -171,12 +171,6 @@ def plot(result: dict, path) -> None:
 
 
 def write_report(result: dict, out_dir, stem: str = "bench_streams") -> dict:
-    from pathlib import Path
+    from .bench import write_report as write
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
-    write_json(paths["json"], result)
-    write_text(paths["md"], to_markdown(result))
-    plot(result, paths["png"])
-    return paths
+    return write(result, out_dir, stem, markdown=to_markdown, draw=plot)
