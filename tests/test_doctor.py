@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from toolchain.cli import cli
 from toolchain.doctor import Check, all_stages, diagnose, stage_status
+from toolchain.errors import FbtoolError
 
 STAGES = all_stages()
-from toolchain.errors import FbtoolError
 
 
 @pytest.fixture(scope="module")

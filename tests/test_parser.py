@@ -13,12 +13,12 @@ import pytest
 
 from toolchain.compare.metrics import match
 from toolchain.errors import FbtoolError
+from toolchain.nvinfer.emulation.reference_parser import content_region
 from toolchain.nvinfer.harness import ParserHarness, to_detections
 from toolchain.nvinfer.names import PARSE_BBOX_FUNC as BBOX_FUNC
 from toolchain.nvinfer.names import PARSE_MASK_FUNC as MASK_FUNC
 from toolchain.parser import build_parser
 from toolchain.parser.build import PLUGINS, find_deepstream_includes
-from toolchain.nvinfer.emulation.reference_parser import content_region
 from toolchain.reference.anchors import anchors_for
 from toolchain.reference.decode import decode_boxes, decode_landmarks
 from toolchain.reference.detections import Detections, candidates, postprocess, split_batch

@@ -29,8 +29,15 @@ from ..errors import FbtoolError
 from ..fsutil import write_text
 from ..nvinfer import keys
 from ..nvinfer.keyfile import render
-from ..nvinfer.names import (NETWORK_MODE, PARSE_BBOX_FUNC, PARSE_MASK_FUNC, PARSER_LIB, PARSER_SYMBOLS,
-                             STREAMMUX_HEIGHT, STREAMMUX_WIDTH)
+from ..nvinfer.names import (
+    NETWORK_MODE,
+    PARSE_BBOX_FUNC,
+    PARSE_MASK_FUNC,
+    PARSER_LIB,
+    PARSER_SYMBOLS,
+    STREAMMUX_HEIGHT,
+    STREAMMUX_WIDTH,
+)
 from ..recipe import Recipe
 from ..runfolder import CALIB_CACHE, ENGINE, ENGINE_MANIFEST, INT8_QDQ, RunFolder, fingerprint
 from ..runfolder import PARSER_LIB as PARSER_LIB_ART

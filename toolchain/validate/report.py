@@ -45,7 +45,6 @@ def _caption(img: np.ndarray, text: str) -> None:
 
 
 def _side_by_side(frame, ref, cand, recipe) -> np.ndarray:
-    import cv2
 
     from ..draw import draw_detections
 
