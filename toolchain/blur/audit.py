@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .proof import GROW, MIN_DROP, MIN_PSNR, ProofReport, away_mask, check_frame, psnr
+from .proof import GROW, MIN_DROP, MIN_PSNR, JudgedFaces, ProofReport, away_mask, check_frame, psnr
 
 SHEET_FACES = 12
 ULFD_SCORE, RETINAFACE_SCORE = 0.4, 0.2  # low: a face must be confirmed by both judges (_confirmed)
@@ -96,25 +96,13 @@ def default_judges() -> list[Judge]:
 
 
 @dataclass
-class AuditReport:
+class AuditReport(JudgedFaces):
     judges: list[str]
     frames: int = 0
     faces: list = field(default_factory=list)  # per face: frame, judge, box, score, drop, judged, ...
     psnr_frames: list = field(default_factory=list)
     min_drop: float = MIN_DROP
     min_psnr: float = MIN_PSNR
-
-    @property
-    def judged(self) -> list:
-        return [f for f in self.faces if f["judged"]]
-
-    @property
-    def leaks(self) -> list:
-        return [f for f in self.judged if f["drop"] < self.min_drop]
-
-    @property
-    def worst_drop(self) -> float | None:
-        return min((f["drop"] for f in self.judged), default=None)
 
     @property
     def psnr_min(self) -> float:

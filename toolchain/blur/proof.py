@@ -92,8 +92,29 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
 
 
+class JudgedFaces:
+    """What every pixel verdict asks of its faces (`faces` dicts with `judged` and `drop`): the proof's
+    and the audit's reports share it."""
+
+    faces: list
+    min_drop: float
+
+    @property
+    def judged(self) -> list:
+        return [f for f in self.faces if f["judged"]]
+
+    @property
+    def leaks(self) -> list:
+        """Judged faces that kept too much detail."""
+        return [f for f in self.judged if f["drop"] < self.min_drop]
+
+    @property
+    def worst_drop(self) -> float | None:
+        return min((f["drop"] for f in self.judged), default=None)
+
+
 @dataclass
-class ProofReport:
+class ProofReport(JudgedFaces):
     frames: int = 0
     faces: list = field(default_factory=list)  # per face: frame, box, var_in, var_out, drop, judged
     psnr_min: float = float("inf")
@@ -102,22 +123,12 @@ class ProofReport:
     min_psnr: float = MIN_PSNR
 
     @property
-    def judged(self) -> list:
-        return [f for f in self.faces if f["judged"]]
-
-    @property
-    def worst_drop(self) -> float | None:
-        return min((f["drop"] for f in self.judged), default=None)
-
-    @property
     def ok(self) -> bool:
-        drops_ok = all(f["drop"] >= self.min_drop for f in self.judged)
-        return self.frames > 0 and drops_ok and self.psnr_min >= self.min_psnr
+        return self.frames > 0 and not self.leaks and self.psnr_min >= self.min_psnr
 
     def failures(self) -> list[str]:
         out = [f"frame {f['frame']} face {f['box']}: detail dropped {f['drop']:.1%} < {self.min_drop:.0%} "
-               f"(Laplacian variance {f['var_in']:.0f} -> {f['var_out']:.0f})"
-               for f in self.judged if f["drop"] < self.min_drop]
+               f"(Laplacian variance {f['var_in']:.0f} -> {f['var_out']:.0f})" for f in self.leaks]
         out += [f"frame {i}: PSNR away from faces {p:.1f} dB < {self.min_psnr} dB"
                 for i, p in self.psnr_frames if p < self.min_psnr]
         return out

@@ -68,7 +68,7 @@ def find_sources() -> Sources | None:
     return None
 
 
-def _tensorrt_include() -> Path | None:
+def tensorrt_include() -> Path | None:
     for d in (SHARED_TRT, Path("/usr/include/x86_64-linux-gnu"), Path("/usr/include/aarch64-linux-gnu"),
               Path("/usr/include")):
         if (d / "NvInfer.h").is_file():
@@ -76,7 +76,7 @@ def _tensorrt_include() -> Path | None:
     return None
 
 
-def _cuda_includes() -> list[Path] | None:
+def cuda_includes() -> list[Path] | None:
     """The CUDA toolkit's headers, else the ones of NVIDIA's pip wheels (nvidia-cuda-runtime-cu12 for
     cuda_runtime_api.h, nvidia-cuda-nvcc-cu12 for crt/, nvidia-nvtx-cu12 for nvtx3/)."""
     cuda = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
@@ -104,9 +104,9 @@ def missing_reason() -> str | None:
     if subprocess.run(["pkg-config", "--exists", *PKGS]).returncode != 0:
         return "GStreamer development files are missing (apt-get install libgstreamer1.0-dev " \
                "libgstreamer-plugins-base1.0-dev libglib2.0-dev)"
-    if _tensorrt_include() is None:
+    if tensorrt_include() is None:
         return "no TensorRT headers (NvInfer.h)"
-    if _cuda_includes() is None:
+    if cuda_includes() is None:
         return "no CUDA headers (/usr/local/cuda/include, or pip install nvidia-cuda-runtime-cu12 " \
                "nvidia-cuda-nvcc-cu12 nvidia-nvtx-cu12)"
     return None
@@ -125,7 +125,7 @@ def build() -> Path:
                           "see docs/deepstream.md, 'Conformance against NVIDIA's source'")
     src = find_sources()
     assert src is not None
-    cuda, trt = _cuda_includes(), _tensorrt_include()
+    cuda, trt = cuda_includes(), tensorrt_include()
     h = hashlib.sha256()
     for f in sorted(PLUGIN_DIR.iterdir()):
         h.update(f.name.encode() + f.read_bytes())

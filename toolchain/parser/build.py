@@ -199,9 +199,9 @@ def build_parser(recipe, out_dir: str | os.PathLike, deepstream_root: str | os.P
                f"DS_MAJOR={ds_major}", f"CXX={cxx}", f"DS_INCLUDE={ds_inc or ''}"]
         if ds_inc is not None:
             # nvdsinfer_custom_impl.h includes NvInfer.h / NvOnnxParser.h, which may pull in CUDA types
-            from ..nvinfer.conformance import _cuda_includes, _tensorrt_include
+            from ..nvinfer.conformance import cuda_includes, tensorrt_include
 
-            extra = [p for p in [_tensorrt_include(), *(_cuda_includes() or [])] if p is not None]
+            extra = [p for p in [tensorrt_include(), *(cuda_includes() or [])] if p is not None]
             if extra:
                 cmd.append("EXTRA_INCLUDES=" + " ".join(str(p) for p in extra))
         proc = _run_make(cmd + ["all"])

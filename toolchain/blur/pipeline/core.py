@@ -61,6 +61,18 @@ class Stage:
         self.stats = StageStats(self.name)
 
 
+def _until_stopped(op, stop: threading.Event):
+    """`op(timeout=...)` (a queue get or put) retried until it succeeds; Stopped once the pipeline stops.
+    The short timeout is what lets a blocked stage notice the stop."""
+    while True:
+        if stop.is_set():
+            raise Stopped()
+        try:
+            return op(timeout=_POLL_S)
+        except (queue.Empty, queue.Full):
+            continue
+
+
 class _Feed:
     """Iterator over a stage's input queue that counts the time spent waiting."""
 
@@ -75,14 +87,7 @@ class _Feed:
             raise StopIteration
         t0 = time.perf_counter()
         try:
-            while True:
-                if self.stop.is_set():
-                    raise Stopped()
-                try:
-                    item = self.q.get(timeout=_POLL_S)
-                    break
-                except queue.Empty:
-                    continue
+            item = _until_stopped(self.q.get, self.stop)
         finally:
             self.stats.wait_in_s += time.perf_counter() - t0
         if item is _END:
@@ -103,13 +108,7 @@ def wait_get(q: queue.Queue, stop: threading.Event):
     """
     t0 = time.perf_counter()
     try:
-        while True:
-            if stop.is_set():
-                raise Stopped()
-            try:
-                return q.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
+        return _until_stopped(q.get, stop)
     finally:
         st = getattr(_tls, "stats", None)
         if st is not None:
@@ -130,14 +129,7 @@ class Pipeline:
     def _put(self, q: queue.Queue, item, stats: StageStats) -> None:
         t0 = time.perf_counter()
         try:
-            while True:
-                if self.stop.is_set():
-                    raise Stopped()
-                try:
-                    q.put(item, timeout=_POLL_S)
-                    return
-                except queue.Full:
-                    continue
+            _until_stopped(lambda timeout: q.put(item, timeout=timeout), self.stop)
         finally:
             stats.wait_out_s += time.perf_counter() - t0
 
