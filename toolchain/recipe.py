@@ -438,6 +438,20 @@ def with_blur(r: Recipe, **changes) -> Recipe:
     return out
 
 
+CONTOURS = ("ellipse", "facemesh")  # --contour: the detector's ellipse, or a landmark model's recipe
+
+
+def with_contour(r: Recipe, contour: str | None) -> Recipe:
+    """The recipe with its face contour chosen on the command line (None: the recipe's own)."""
+    if contour is None:
+        return r
+    if contour not in CONTOURS:
+        raise FbtoolError(f"unknown contour {contour!r}", f"choose one of {', '.join(CONTOURS)}")
+    out = dataclasses.replace(r, contour=dataclasses.replace(r.contour, model=None if contour == "ellipse" else contour))
+    _check(out)
+    return out
+
+
 def resolve_recipe_path(recipe: str | Path | None) -> Path:
     """Accept a path, or a bare name of a recipe shipped in recipes/."""
     if recipe is None:
