@@ -2,8 +2,9 @@
 of the detector's ellipse, never smaller than the face.
 
 Which mask a face gets (per track.Face, in frame order after the tracker):
-- a detected face whose five detector points look frontal (recall.plausible_landmarks) is cropped as
-  MediaPipe crops it and run through FaceMesh (toolchain.contours); where FaceMesh confirms it
+- a detected face (score >= thresholds.score) is cropped as MediaPipe crops it (turned by the eye line
+  only where the five detector points look frontal, recall.plausible_landmarks: on a profile the eye
+  line is noise) and run through FaceMesh (toolchain.contours); where FaceMesh confirms it
   (presence >= contour.presence) and the oval is a face's (OVAL_MIN_AREA of the box's inscribed
   ellipse at least, its centroid inside the box), the mask is the oval grown by blur.mask_scale about
   its centroid, and the track remembers the oval relative to its box;
@@ -73,12 +74,15 @@ class ContourMasks:
         """Per face: the oval to blur (frame pixels, not yet grown), or None for the ellipse."""
         from ...contours import contours_frame
 
-        todo = [i for i, f in enumerate(faces) if f.kind == "detected" and
-                plausible_landmarks(f.box, f.landmarks, f.score, self.recipe.thresholds.score)]
+        min_score = self.recipe.thresholds.score
+        todo = [i for i, f in enumerate(faces) if f.kind == "detected" and f.landmarks is not None
+                and f.score >= min_score]
         out: list[np.ndarray | None] = [None] * len(faces)
         if todo:
             boxes = np.stack([faces[i].box for i in todo])
             lms = np.stack([np.asarray(faces[i].landmarks, np.float64).reshape(-1, 2) for i in todo])
+            level = [not plausible_landmarks(faces[i].box, faces[i].landmarks, faces[i].score, min_score) for i in todo]
+            lms[level, 1] = lms[level, 0] + np.array([1.0, 0.0])  # eyes level: an untilted crop
             for i, c in zip(todo, contours_frame(frame, boxes, lms, self.spec, self.fm, self.runner)):
                 poly = c.polygon
                 if c.presence >= self.spec.presence and oval_ok(poly, faces[i].box):
