@@ -20,6 +20,10 @@ from ..errors import FbtoolError
 from ..fsutil import atomic_path, write_json
 from ..runfolder import RunFolder, fingerprint
 
+# Held-out crops the gate and `fbtool validate` judge on: the same crops, so one product gets one verdict
+# (with 40 crops INT8 passed the gate and failed validate's 48 on two presence flips).
+GATE_CROPS = 48
+
 
 def run_outputs(runner, x: np.ndarray, input_name: str, batch: int = 16) -> dict[str, np.ndarray]:
     outs: dict[str, list] = {}
@@ -61,9 +65,9 @@ def calibrate_landmarks(recipe, out, methods, fp16: bool, sources, frames: int, 
     run = RunFolder(out)
     src = input_model(run)
     folder = run.root / CALIB_DIR
-    step(f"calibration crops ({frames}) and held-out gate crops ({eval_frames})")
+    step(f"calibration crops ({frames}) and held-out gate crops ({GATE_CROPS})")
     cs = face_crop_set(recipe, sources, frames)
-    gate_set = face_crop_set(recipe, validation, eval_frames)
+    gate_set = face_crop_set(recipe, validation, GATE_CROPS)  # eval_frames counts a detector's frames
     if cs.source_hashes & gate_set.source_hashes:
         raise FbtoolError("a calibration source is also a validation clip",
                           "calibration and accuracy-gate crops must come from different clips")
