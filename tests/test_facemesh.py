@@ -160,15 +160,15 @@ def test_no_face_falls_back_and_held_faces_carry_the_oval(two, fm, fm_runner, de
     wall_box = np.array([20.0, 20.0, 80.0, 100.0])  # the clip's left is a bare wall
     wall_lm = np.array([[35, 45], [65, 45], [50, 60], [38, 80], [62, 80]], np.float64)
     faces = [Face(0, d.boxes[0], "detected", 0.99, d.landmarks[0]), Face(1, wall_box, "detected", 0.99, wall_lm)]
-    ovals = masks.frame(frame, faces)
+    ovals = [o for o, _ in masks.frame(frame, faces)]
     assert ovals[0] is not None and ovals[1] is None
     assert masks.counts["no_face"] == 1
     held = Face(0, d.boxes[0] + np.array([10, 5, 20, 15]), "hold", 0.99)  # moved and grown
-    (moved,) = masks.frame(frame, [held])
+    ((moved, _),) = masks.frame(frame, [held])
     shift = (held.box[:2] + held.box[2:]) / 2 - (d.boxes[0][:2] + d.boxes[0][2:]) / 2
     assert np.allclose(moved.mean(0), ovals[0].mean(0) + shift * 1.0, atol=3)
     assert (moved.max(0) - moved.min(0) > ovals[0].max(0) - ovals[0].min(0)).all()
-    assert masks.frame(frame, [Face(1, wall_box, "hold", 0.5)]) == [None]  # no oval ever: the ellipse
+    assert masks.frame(frame, [Face(1, wall_box, "hold", 0.5)])[0][0] is None  # no oval ever: the ellipse
 
 
 def test_blur_contour_facemesh_verify_passes_on_a_clip(tmp_path):
@@ -185,4 +185,4 @@ def test_blur_contour_facemesh_verify_passes_on_a_clip(tmp_path):
     assert res.exit_code == 0, res.output
     assert "audit: PASS" in res.output and "as facemesh ovals" in res.output
     side = json.loads((tmp_path / "hp.faces.json").read_text())
-    assert sum(f.get("mask") == "oval" for fr in side["frames"] for f in fr["faces"]) >= 10
+    assert sum(f.get("mask", "").startswith("oval") for fr in side["frames"] for f in fr["faces"]) >= 10
