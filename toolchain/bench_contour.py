@@ -129,7 +129,7 @@ def cost_per_face(x: np.ndarray, fm, onnx: Path | None = None, device: str = "cp
                 continue
             xb = np.ascontiguousarray(np.resize(x, (b,) + x.shape[1:]))
             reps = repeats if name.endswith(("cuda-fp32", "cuda-fp16", "-cuda")) or b <= 8 else max(3, repeats // 3)
-            s = _time(lambda: run(xb), reps, sync)
+            s = _time(lambda run=run, xb=xb: run(xb), reps, sync)
             rows.append({"runtime": name, "batch": b, "ms_per_batch": s * 1e3, "ms_per_face": s * 1e3 / b,
                          "faces_per_s": b / s})
     info: dict = {"rows": rows}
