@@ -40,15 +40,21 @@ def main() -> int:
 
         d = Path(a.prepare)
         d.mkdir(parents=True, exist_ok=True)
+        from toolchain.export import export
+
         cs = face_crop_set(fm, fm.validation_media, 32)
         np.savez_compressed(d / "facemesh_crops.npz", x=cs.x)
         shutil.copy(resolve_weights(fm.weights), d / fm.weights.file)
-        print(f"{len(cs)} crops and {fm.weights.file} in {d}")
+        export(fm, d / "run")  # parity-checked here on real crops (the GPU machine has no media)
+        shutil.copy(d / "run" / "model.onnx", d / "facemesh.onnx")
+        shutil.rmtree(d / "run")
+        print(f"{len(cs)} crops, {fm.weights.file} and facemesh.onnx in {d}")
         return 0
     if a.data:  # the weights are looked up (and sha256-checked) in DATA too
         os.environ["FBTOOL_WEIGHTS_MIRROR"] = str(Path(a.data).resolve())
         x = np.load(Path(a.data) / "facemesh_crops.npz")["x"]
         frame = crops = None
+        onnx = Path(a.data) / "facemesh.onnx"
     else:
         from toolchain.contours import crops_for, face_crop_set
         from toolchain.detector import detect_batch
@@ -60,18 +66,14 @@ def main() -> int:
         frame = read_frames("classroom.gif", max_frames=1)[0]
         d = detect_batch([frame], two, TorchRunner(two))[0]
         crops = crops_for(d.boxes, d.landmarks, two.contour)
+        from toolchain.export import export
+
+        export(fm, Path(a.out) / "onnx")  # the ONNX the chain deploys (dynamic batch), parity-checked
+        onnx = Path(a.out) / "onnx" / "model.onnx"
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     from toolchain.bench_contour import cost_per_face, hand_label_figures, table
-    from toolchain.export import export
 
-    onnx_dir = out / "onnx"
-    try:  # the ONNX the chain deploys (dynamic batch), for onnxruntime; parity-checked on real crops
-        export(fm, onnx_dir)
-        onnx = onnx_dir / "model.onnx"
-    except Exception as exc:  # noqa: BLE001 - a bench without onnxruntime still times torch
-        print(f"onnx export skipped: {exc}")
-        onnx = None
     info = cost_per_face(x, fm, onnx, a.device, tuple(int(b) for b in a.batches.split(",")), a.repeats, frame, crops)
     import torch
 
@@ -86,7 +88,7 @@ def main() -> int:
         figs = hand_label_figures()
         (out / "contour_hand_labels.json").write_text(json.dumps(figs, indent=1) + "\n")
         print(json.dumps(figs["mean"], indent=1))
-    shutil.rmtree(onnx_dir, ignore_errors=True)
+    shutil.rmtree(out / "onnx", ignore_errors=True)
     return 0
 
 

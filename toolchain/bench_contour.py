@@ -4,7 +4,8 @@ compared with the detector's ellipse, and what FaceMesh costs per face on each r
 - `hand_label_figures`: per hand-labelled face (tests/golden/contour_hand_labels.json: traced by eye,
   without any model overlay), the detector (PyTorch fp32) finds the face, the two-model loop draws the
   oval; IoU with the hand polygon, and the area blurred outside it (over) / left sharp inside it (under)
-  for what `fbtool blur` blurs: the oval grown x blur.mask_scale, against the recall-first ellipse.
+  for what `fbtool blur` blurs: with --contour facemesh the oval grown x blur.mask_scale (with the
+  recall-first ellipse too on a face that does not look frontal), without it the recall-first ellipse.
 - `cost_per_face`: FaceMesh on real face crops (toolchain.contours.face_crop_set) at several batch
   sizes on every runtime that runs here (torch CPU/CUDA fp32/fp16, onnxruntime CPU/CUDA); medians of
   timed repeats after warm-up, CUDA synchronised; plus the crop cut + preprocessing on the CPU.
@@ -58,6 +59,8 @@ def hand_label_figures(labels: str | Path = LABELS, recipe_name: str = "retinafa
         gb, gl, ok = blur_geometry([Face(0, box, "detected", float(d.scores[j]), lm)], r.blur.mask_scale,
                                    r.thresholds.score)
         blur_ellipse = frame_mask(gb, gl, w, h, r.mask.feather, r.mask.max_tilt_deg) >= 0.5
+        if not ok[0]:  # what --contour facemesh blurs on a face that does not look frontal: oval + ellipse
+            blur_oval = blur_oval | blur_ellipse
         area = float(hand.sum())
         rows.append({
             "face": f"{face['clip']}#{face['frame']}", "hand_px": int(area), "presence": round(c.presence, 3),
