@@ -164,20 +164,13 @@ def run(recipe, out, options: RunOptions = RunOptions(), start: str | None = Non
     tell = on_step or (lambda event, step: None)
     with run_lock(out):  # one fbtool per run folder for the whole chain (re-entrant under the CLI's)
         steps = _run(recipe, out, options, select(start, stop), force, tell)
+        from .recipe import landmark_recipe
+
         second = landmark_recipe(recipe)
         if second is not None:  # a two-model recipe: the same chain for the landmark model, in <out>/<its name>
             steps += _run(second, landmark_out(out, second), options, select(start, stop), force, tell,
                           model=second.name)
         return steps
-
-
-def landmark_recipe(recipe):
-    """The landmark model's recipe of a two-model recipe (`contour.model`), else None."""
-    if recipe.contour.model is None:
-        return None
-    from .recipe import load_recipe
-
-    return load_recipe(recipe.contour.model)
 
 
 def landmark_out(out, second) -> Path:
