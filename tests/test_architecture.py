@@ -25,7 +25,7 @@ FLOORS: list[tuple[str, tuple[str, ...], bool]] = [
     ("engines and models", ("trt", "models"), True),
     ("runners", ("runners",), True),
     ("nvinfer emulation", ("nvinfer.emulation",), True),
-    ("judge", ("compare", "detector"), True),
+    ("judge", ("compare", "detector", "contours"), True),
     ("stages", ("export", "surgery", "calibrate", "engine", "parser", "deepstream", "validate"), False),
     ("chain", ("chain",), True),
     ("apps", ("blur", "detect", "doctor"), True),

@@ -30,7 +30,8 @@ LABEL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ .-]{0,62}[A-Za-z0-9_.-]|[A-Za-z0
 MAX_SIDE = 8192  # input width/height: larger is a typo, not a face detector
 MAX_BATCH = 1024
 MAX_LIST = 1024  # items in any recipe list (labels, media, anchors)
-MAX_ALIASES = 100  # YAML aliases per file: a recipe needs few; an alias bomb needs many
+MAX_ALIASES = 100
+LANDMARK_FAMILIES = ("facemesh",)  # models run on a face crop, not a frame: no anchors, no boxes  # YAML aliases per file: a recipe needs few; an alias bomb needs many
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,10 @@ class Anchors:
 
 @dataclass(frozen=True)
 class Outputs:
-    """Stable ONNX output names. Raw heads: deltas, probabilities, landmark deltas."""
+    """Stable ONNX output names. Raw heads: deltas, probabilities, landmark deltas. A landmark model
+    (FaceMesh) has no boxes: its scores are the face-presence probability, its landmarks crop pixels."""
 
-    boxes: str = "loc"
+    boxes: str | None = "loc"
     scores: str = "conf"
     landmarks: str | None = "landmarks"
     num_landmarks: int = 5
@@ -90,7 +92,7 @@ class Outputs:
     @property
     def names(self) -> list[str]:
         """The model's outputs in the order the network returns them."""
-        return [self.boxes, self.scores] + ([self.landmarks] if self.landmarks else [])
+        return [n for n in (self.boxes, self.scores, self.landmarks) if n]
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,21 @@ class Surgery:
 
 
 @dataclass(frozen=True)
+class ContourSpec:
+    """The face contour of a two-model recipe: a landmark model (FaceMesh) run on each detected face.
+
+    `model` names the landmark model's recipe (None: the detector's ellipse, the one-model recipe).
+    MediaPipe's crop: a square `crop_scale` times the face box's long side about its centre, turned to
+    level the eyes when `rotate`; below `presence` the landmark model says "no face" and the detector's
+    ellipse stays (docs/contour.md)."""
+
+    model: str | None = None
+    presence: float = 0.5
+    crop_scale: float = 1.5
+    rotate: bool = True
+
+
+@dataclass(frozen=True)
 class BlurSpec:
     """`fbtool blur` settings (docs/blur.md): recall first. Not part of the model: outside Recipe.hash."""
 
@@ -156,13 +173,14 @@ class Recipe:
     weights: Weights
     input: InputSpec
     preprocess: Preprocess
-    anchors: Anchors
+    anchors: Anchors | None = None  # detectors only (checked on load); a landmark model has none
     outputs: Outputs = Outputs()
     thresholds: Thresholds = Thresholds()
     mask: MaskSpec = MaskSpec()
     tolerances: Tolerances = Tolerances()
     surgery: Surgery = Surgery()
     blur: BlurSpec = BlurSpec()
+    contour: ContourSpec = ContourSpec()
     labels: tuple[str, ...] = ("face",)
     opset: int = 18
     validation_media: tuple[str, ...] = ()
@@ -184,6 +202,8 @@ class Recipe:
         nor the blur job's settings: changing them must not invalidate exports and engines)."""
         d = self.to_dict()
         d.pop("blur", None)
+        if self.contour == ContourSpec():  # one-model recipes keep the hashes they had before contours
+            d.pop("contour", None)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -207,6 +227,7 @@ _SECTIONS = {
     "tolerances": Tolerances,
     "surgery": Surgery,
     "blur": BlurSpec,
+    "contour": ContourSpec,
 }
 
 
@@ -284,6 +305,7 @@ def _check(r: Recipe) -> None:
         if not LABEL_RE.fullmatch(label):
             bad(f"labels[{i}]", f"{label[:40]!r} must be 1-64 letters, digits, '_', '-', '.', inner spaces")
     _check_numbers(r, bad)
+    _check_contour(r, bad)
     if r.preprocess.color not in ("bgr", "rgb"):
         bad("preprocess.color", f"must be bgr or rgb, got {r.preprocess.color!r}")
     if len(r.preprocess.mean) != 3:
@@ -299,6 +321,16 @@ def _check(r: Recipe) -> None:
     b = r.input.batch
     if not (1 <= b.min <= b.opt <= b.max <= MAX_BATCH):
         bad("input.batch", f"needs 1 <= min <= opt <= max <= {MAX_BATCH}, got {b.min}/{b.opt}/{b.max}")
+    if r.family in LANDMARK_FAMILIES:
+        _check_landmark_model(r, bad)
+    else:
+        _check_anchors(r, bad)
+    _check_rest(r, bad)
+
+
+def _check_anchors(r: Recipe, bad) -> None:
+    if r.anchors is None:
+        bad("anchors", "is required for a detector")
     if not r.anchors.steps:
         bad("anchors.steps", "must list at least one stride")
     if len(r.anchors.steps) != len(r.anchors.min_sizes):
@@ -311,6 +343,9 @@ def _check(r: Recipe) -> None:
         bad("anchors.variance", "must have 2 values")
     if any(v <= 0 for v in r.anchors.variance):
         bad("anchors.variance", "must be positive")
+
+
+def _check_rest(r: Recipe, bad) -> None:
     if not 0 < r.thresholds.score < 1:
         bad("thresholds.score", "must be in (0, 1)")
     if not 0 < r.thresholds.nms_iou <= 1:
@@ -357,6 +392,27 @@ def _check(r: Recipe) -> None:
         bad("weights.file", "must be a plain file name (looked up in the cache and mirrors)")
 
 
+def _check_landmark_model(r: Recipe, bad) -> None:
+    if r.anchors is not None:
+        bad("anchors", f"must be absent for family {r.family} (a landmark model has no anchors)")
+    if r.outputs.boxes is not None or not r.outputs.scores or not r.outputs.landmarks:
+        bad("outputs", "of a landmark model: boxes null, scores (face presence) and landmarks named")
+    if r.contour.model is not None:
+        bad("contour.model", "belongs in the detector's recipe, not the landmark model's")
+
+
+def _check_contour(r: Recipe, bad) -> None:
+    c = r.contour
+    if c.model is not None and not NAME_RE.fullmatch(c.model):
+        bad("contour.model", f"{c.model[:40]!r} must name a recipe (letters, digits, '_', '-', '.')")
+    if not 0 < c.presence < 1:
+        bad("contour.presence", "must be in (0, 1)")
+    if not 1.0 <= c.crop_scale <= 3.0:
+        bad("contour.crop_scale", "must be in [1, 3] (MediaPipe: 1.5)")
+    if c.model is not None and not r.has_landmarks:
+        bad("contour.model", "needs a detector with eye landmarks (the crop is turned by the eye line)")
+
+
 def _check_numbers(r: Recipe, bad) -> None:
     """NaN and infinity pass every `<`/`>` test: refuse them in every float of the recipe."""
     def walk(obj, where):
@@ -378,6 +434,20 @@ def with_blur(r: Recipe, **changes) -> Recipe:
     if not changes:
         return r
     out = dataclasses.replace(r, blur=dataclasses.replace(r.blur, **changes))
+    _check(out)
+    return out
+
+
+CONTOURS = ("ellipse", "facemesh")  # --contour: the detector's ellipse, or a landmark model's recipe
+
+
+def with_contour(r: Recipe, contour: str | None) -> Recipe:
+    """The recipe with its face contour chosen on the command line (None: the recipe's own)."""
+    if contour is None:
+        return r
+    if contour not in CONTOURS:
+        raise FbtoolError(f"unknown contour {contour!r}", f"choose one of {', '.join(CONTOURS)}")
+    out = dataclasses.replace(r, contour=dataclasses.replace(r.contour, model=None if contour == "ellipse" else contour))
     _check(out)
     return out
 
@@ -438,7 +508,7 @@ def recipe_from_dict(data: Any, source: str | None = None) -> Recipe:
             kwargs[key] = _build(_SECTIONS[key], value, key)
         elif key != "source":
             kwargs[key] = _coerce(names[key], value, key)
-    for required in ("name", "family", "variant", "weights", "input", "preprocess", "anchors"):
+    for required in ("name", "family", "variant", "weights", "input", "preprocess"):
         if required not in kwargs:
             raise FbtoolError(f"recipe field '{required}' is required", f"see {RECIPES_DIR}/{DEFAULT_RECIPE}.yaml")
     r = Recipe(**kwargs)

@@ -24,13 +24,17 @@ def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, cou
 
     b = engine.batch
     # Host engines: faces become tracks (the gaps and the hold are blurred too), then the recall-first blur.
-    tail = [Stage("track", track_stage(recipe.blur)), Stage("blur", st.host_blur(recipe)), Stage("encode", sink_fn)]
+    tail = [Stage("track", track_stage(recipe.blur)), *contour_stages(engine, recipe),
+            Stage("blur", st.host_blur(recipe)), Stage("encode", sink_fn)]
     if engine.emulator is not None:
         return [Stage("decode", st.frame_source(source)), Stage("batch", st.host_batches(b)),
                 Stage("infer", st.nvinfer_infer(engine.emulator)), *tail]
     if engine.model is None:
         return [Stage("decode", st.frame_source(source)), Stage("preprocess", st.host_preprocess(recipe, b)),
                 Stage("infer", st.host_infer(engine.runner, recipe)), Stage("post", st.host_post(recipe)), *tail]
+    if recipe.contour.model is not None:
+        raise FbtoolError(f"--contour {recipe.contour.model} runs on the host engines (ort, torch --device cpu, "
+                          "tensorrt, nvinfer)", "the GPU tensor path blurs ellipses; DeepStream runs FaceMesh as an SGIE")
     from ..reference.torch_port import anchors_torch
 
     dev = engine.tensor_device
@@ -49,6 +53,21 @@ def build_stages(engine: Engine, recipe, source, sink_fn, stop, pinned=None, cou
         middle = [Stage("infer", infer), Stage("post", post), Stage("blur", blur)]
     return head + [Stage("upload", st.cuda_upload(dev, tokens, stop, streams)), *middle,
                    Stage("download", st.cuda_download(stop, tokens, streams)), Stage("encode", sink_fn)]
+
+
+def contour_stages(engine: Engine, recipe) -> list[Stage]:
+    """[Stage 'contour'] where the recipe names a landmark model (`--contour facemesh`), else []."""
+    if recipe.contour.model is None:
+        return []
+    from ..recipe import load_recipe
+    from ..runners import open_runner
+    from .ops.contour import ContourMasks
+    from .pipeline.track import contour_stage
+
+    fm = load_recipe(recipe.contour.model)
+    # FaceMesh runs where the host engine runs: PyTorch fp32 from the verified weights (a few ms a face)
+    masks = ContourMasks(recipe, fm, open_runner("torch", recipe=fm))
+    return [Stage("contour", contour_stage(masks))]
 
 
 def run_frames(engine: Engine, recipe, source: Iterable | None = None, *, pinned=None, count: int | None = None,
@@ -176,7 +195,8 @@ def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frame
     info.update({"output": str(out), "faces": sum(len(r["faces"]) for r in results), "backend": engine.name,
                  "batch": engine.batch, "sidecar": str(paths["sidecar"]),
                  "faces_blurred": sum(len(v) for v in blurred.values()),
-                 "faces_held": sum(1 for v in blurred.values() for f in v if f.get("kind", "detected") != "detected")})
+                 "faces_held": sum(1 for v in blurred.values() for f in v if f.get("kind", "detected") != "detected"),
+                 "faces_oval": sum(1 for v in blurred.values() for f in v if f.get("mask") == "oval")})
     if verify:
         from .audit import audit_video
 

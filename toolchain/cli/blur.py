@@ -26,6 +26,9 @@ from ._common import load, recipe_option, success
               help="What replaces a face (default: the recipe's blur.mode, blur). CPU engines.")
 @click.option("--mask-scale", type=float, default=None,
               help="Grow each blurred ellipse by this factor (default: the recipe's blur.mask_scale, 1.3).")
+@click.option("--contour", type=click.Choice(["ellipse", "facemesh"]), default=None,
+              help="Face mask: the detector's ellipse, or FaceMesh's face oval where it sees the face (default: the "
+              "recipe's contour, ellipse; docs/contour.md). Host engines.")
 @click.option("--batch", type=int, default=None, help="Frames per inference batch (default 4; 16 on CUDA).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="torch on CUDA only.")
@@ -40,18 +43,18 @@ from ._common import load, recipe_option, success
               help="--device cuda --backend torch: NVDEC + CUDA graphs (auto: where PyNvVideoCodec is installed).")
 @click.option("--encode/--no-encode", default=True, show_default=True,
               help="NVDEC path only: --no-encode keeps frames on the GPU and writes detections (--json) only.")
-def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, mode, mask_scale, batch,
-            precision, start, max_frames, verify, stats, cuda_blur, decoder, encode):
+def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, mode, mask_scale, contour,
+            batch, precision, start, max_frames, verify, stats, cuda_blur, decoder, encode):
     """Blur every face of one or more videos (MP4/GIF, or a folder of them): tracked, recall-first."""
     from ..blur.app import blur_many, blur_nvdec
     from ..blur.engines import make_engine
     from ..errors import FbtoolError
-    from ..recipe import with_blur
+    from ..recipe import with_blur, with_contour
 
     if batch is not None and batch < 1:
         raise FbtoolError("--batch must be at least 1")
     t0 = time.perf_counter()
-    r = with_blur(load(recipe), mode=mode, mask_scale=mask_scale)
+    r = with_contour(with_blur(load(recipe), mode=mode, mask_scale=mask_scale), contour)
     eng = make_engine(r, backend, device, onnx=onnx, run_dir=run_dir, engine_path=engine_path, batch=batch,
                       precision=precision, cuda_blur=cuda_blur)
 
@@ -72,6 +75,8 @@ def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path
                 click.echo(f"    ... {len(p['failures']) - 10} more in {p['audit_json']}")
             click.echo(f"  contact sheet of the worst faces: {p['sheet']}")
         held = f", {info['faces_held']} of them held by tracks" if info.get("faces_held") else ""
+        if r.contour.model is not None:
+            held += f", {info.get('faces_oval', 0)} as {r.contour.model} ovals (the rest as ellipses)"
         click.echo(f"  {info['output']}: {info['frames']} frames, {info.get('faces_blurred', info['faces'])} faces "
                    f"blurred{held}, "
                    f"{info['fps']:.1f} frames/s ({info['backend']}, batch {info['batch']}, bound by {info['bound_by']})")

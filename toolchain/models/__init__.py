@@ -13,7 +13,7 @@ from ..errors import FbtoolError
 from ..recipe import Recipe
 
 # family name -> module in this package exposing build(recipe) -> nn.Module
-FAMILIES = {"retinaface": "retinaface", "ulfd": "ulfd"}
+FAMILIES = {"retinaface": "retinaface", "ulfd": "ulfd", "facemesh": "facemesh"}
 
 
 def build_model(recipe: Recipe, weights: str | Path | None = None):

@@ -46,10 +46,13 @@ class Face:
     kind: str  # DETECTED, GAP (between two detections), LEAD (before the first), HOLD (after the last)
     score: float = 0.0  # the detection's score; held faces keep their track's last score
     landmarks: np.ndarray | None = None  # detections only
+    oval: np.ndarray | None = None  # --contour facemesh: the face oval blurred instead of the ellipse
 
     def to_json(self) -> dict:
         d = {"track": self.track, "box": [round(float(v), 2) for v in self.box], "kind": self.kind,
              "score": round(float(self.score), 4)}
+        if self.oval is not None:
+            d["mask"] = "oval"
         return d
 
 
@@ -213,7 +216,9 @@ def track_stage(spec, on_faces: Callable | None = None) -> Callable:
 
 def blur_stage(recipe) -> Callable:
     """Stage 'blur' for host engines after track.track_stage: each frame's faces (detected and held)
-    through ops.recall.blur_geometry, replaced in place by recipe.blur.mode."""
+    through ops.recall.blur_geometry, replaced in place by recipe.blur.mode; faces that carry a FaceMesh
+    oval (contour_stage) through ops.contour instead, the oval grown by the same mask_scale."""
+    from ..ops.contour import anonymise_ovals, grown
     from ..ops.modes import anonymise
     from ..ops.recall import blur_geometry
 
@@ -223,8 +228,25 @@ def blur_stage(recipe) -> Callable:
     def fn(batches):
         for b in batches:
             for f, faces in zip(b.frames, b.extra["faces"]):
-                if faces:
-                    boxes, lms, _ = blur_geometry(faces, bl.mask_scale, recipe.thresholds.score, k_lm)
+                ellipses = [x for x in faces if x.oval is None]
+                if ellipses:
+                    boxes, lms, _ = blur_geometry(ellipses, bl.mask_scale, recipe.thresholds.score, k_lm)
                     anonymise(f, boxes, lms, bl.mode, bl.blocks_per_face, m.feather, m.max_tilt_deg, inplace=True)
+                ovals = [x for x in faces if x.oval is not None]
+                if ovals:
+                    anonymise_ovals(f, [grown(x.oval, bl.mask_scale) for x in ovals], [x.box for x in ovals],
+                                    bl.mode, bl.blocks_per_face)
+            yield b
+    return fn
+
+
+def contour_stage(masks) -> Callable:
+    """Stage 'contour' (--contour facemesh, host engines) between track and blur: sets each face's `oval`
+    where ops.contour.ContourMasks gives one (detected faces FaceMesh confirms, and their held boxes)."""
+    def fn(batches):
+        for b in batches:
+            for f, faces in zip(b.frames, b.extra["faces"]):
+                for face, oval in zip(faces, masks.frame(f, faces)):
+                    face.oval = oval
             yield b
     return fn
