@@ -89,6 +89,11 @@ int cmd_nvinfer(const char* path)
     o += ", \"process_full_frame\": " + std::to_string(nv->process_full_frame);
     o += ", \"output_instance_mask\": " + std::to_string(nv->output_instance_mask);
     o += ", \"crop_objects_to_roi_boundary\": " + std::to_string(nv->crop_objects_to_roi_boundary);
+    // secondary (FaceMesh) keys: gst_nvinfer_process_objects / should_infer_object read these
+    o += ", \"operate_on_gie_id\": " + std::to_string(nv->operate_on_gie_id);
+    o += ", \"output_tensor_meta\": " + std::to_string(nv->output_tensor_meta);
+    o += ", \"min_input_object_wh\": [" + std::to_string(nv->min_input_object_width) + ", " +
+         std::to_string(nv->min_input_object_height) + "]";
     o += ", \"classes\": [";
     for (unsigned i = 0; p->perClassDetectionParams && i < p->numDetectedClasses; ++i) {
         const NvDsInferDetectionParams& d = p->perClassDetectionParams[i];

@@ -1,0 +1,86 @@
+"""The FaceMesh SGIE config (toolchain/deepstream/secondary.py) read by NVIDIA's own Gst-nvinfer code
+(gst_nvinfer_parse_config_file on a real element, compiled unmodified by plugins/conformance), and its
+[secondary-gie0] group by deepstream-app's own parser.
+
+Skipped, with the reason, where neither ../shared/third_party nor $DEEPSTREAM_ROOT/sources is there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from toolchain.deepstream import secondary
+from toolchain.nvinfer import conformance
+from toolchain.recipe import load_recipe
+
+pytestmark = pytest.mark.skipif(conformance.missing_reason() is not None,
+                                reason=f"NVIDIA's DeepStream code cannot be built here: {conformance.missing_reason()}")
+
+VERSIONS = ("7.1", "8.0", "9.0", "9.1")
+
+
+@pytest.fixture(scope="module")
+def recipes():
+    return load_recipe("retinaface_mnet025_facemesh"), load_recipe("facemesh")
+
+
+@pytest.fixture(scope="module")
+def emitted(recipes, tmp_path_factory):
+    det, fm = recipes
+    d = tmp_path_factory.mktemp("fmrun")
+    onnx = d / "facemesh.onnx"
+    onnx.write_bytes(b"stand-in: only its path matters to the config parser")
+    out = []
+    for ds in VERSIONS:
+        for prec in secondary.SGIE_PRECISIONS:
+            info = secondary.emit_secondary(det, fm, onnx, tmp_path_factory.mktemp(f"sgie{ds}-{prec}"), prec, ds)
+            out.append((ds, prec, Path(info["sgie_config"]), info))
+    return out
+
+
+def test_sgie_config_is_read_by_nvidias_parser_as_meant(emitted, recipes):
+    _, fm = recipes
+    assert len(emitted) == 8
+    for ds, prec, path, info in emitted:
+        got, messages = conformance.parse_nvinfer_config(path)
+        where = f"DeepStream {ds} {prec}: {messages}"
+        assert got["parsed"] is True and conformance.unknown_keys(messages) == [], where
+        assert "start" not in got, where
+        assert got["unique_id"] == secondary.SGIE_ID and got["uniqueID"] == secondary.SGIE_ID, where
+        assert got["process_full_frame"] == 0 and got["operate_on_gie_id"] == secondary.PGIE_ID, where
+        assert got["networkType"] == 100 and got["output_tensor_meta"] == 1, where
+        # FaceMesh's input, as toolchain/models/facemesh.py and recipes/facemesh.yaml say: 192x192 RGB, x / 255
+        assert got["inferInputDims"] == [3, 192, 192] and got["networkInputFormat"] == 0, where  # 0 = RGB
+        assert got["networkScaleFactor"] == pytest.approx(1 / 255) and got["offsets"] == [0.0, 0.0, 0.0], where
+        assert got["maintain_aspect_ratio"] == 0 and got["transform_filter"] == 1, where
+        assert got["outputLayerNames"] == [fm.outputs.scores, fm.outputs.landmarks], where
+        assert got["maxBatchSize"] == fm.input.batch.max, where
+        # nvinfer saves the engine it builds under the configured name (no rebuild at every start)
+        assert got["mode_fallback"] == "" and got["built_engine_path"] == info["engine"], where
+        assert got["modelEngineFilePath"] == info["engine"], where
+        assert got["networkMode"] == {"fp32": 0, "fp16": 2}[prec], where
+
+
+def test_sgie_is_found_by_deepstream_apps_parser(emitted, tmp_path):
+    from toolchain.nvinfer.keyfile import render
+
+    _, _, path, info = emitted[-1]
+    app = tmp_path / "app.txt"
+    groups = [("application", [("enable-perf-measurement", False, None)]),
+              ("primary-gie", [("enable", True, None), ("gie-unique-id", 1, None), ("config-file", "pgie.txt", None)]),
+              secondary.secondary_app_group(path.name, info["batch_size"])]
+    app.write_text(render(groups))
+    got, messages = conformance.parse_app_config(app)
+    assert got["parsed"] is True, messages
+    assert got["secondary_gies"] == [{"enable": 1, "unique_id": secondary.SGIE_ID,
+                                      "operate_on_gie_id": secondary.PGIE_ID, "batch_size": info["batch_size"],
+                                      "config_file_path": str(tmp_path / path.name)}], messages
+
+
+def test_component_params_follow_the_recipes(recipes):
+    det, fm = recipes
+    p = secondary.component_params(fm, det.contour)
+    assert p == {"pgie_id": 1, "sgie_id": 2, "scale": 1.5, "presence_threshold": det.contour.presence,
+                 "presence_is_logit": 0, "landmark_scale": 1.0}
