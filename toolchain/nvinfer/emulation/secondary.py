@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ...reference.contour import Crop
 
 
@@ -93,3 +95,110 @@ def should_infer(obj_gie_id: int, width: float, height: float, operate_on_gie_id
     if (max_w > 0 and width > max_w) or (max_h > 0 and height > max_h):
         return False
     return True
+
+
+# ------------------------------------------------------------------ the two-model pipeline, emulated
+# gst_nvinfer_start (gstnvinfer.cpp): on a dGPU with scaling-compute-hw default (0) or VIC the least
+# object nvinfer infers is 16x16 ("Setting min object dimensions as 16x16 instead of 1x1 to support VIC
+# compute mode"), else input-object-min-width/height, at least MIN_INPUT_OBJECT_WIDTH/HEIGHT = 1.
+DGPU_MIN_OBJECT = 16
+
+
+@dataclass
+class ContouredObject:
+    """One detector object after the two components: `obj` is what nvdsosd receives."""
+    obj: object  # ObjectMeta (nvinfer.py): the oval's bounds + 32x32 mask, or the detector's box and mask
+    contoured: bool  # False: fallback (no inference on it, or FaceMesh said "no face")
+    square: tuple[int, int, int, int]  # the box the SGIE cropped (left, top, width, height)
+    presence: float | None = None
+    landmarks: np.ndarray | None = None  # [468, 2] frame pixels (None when not inferred)
+    detector: object = None  # the detector's ObjectMeta, as it came out of the primary nvinfer
+
+
+class SecondaryEmulator:
+    """The FaceMesh SGIE (its emitted config) between the box-squaring and contour components, on one
+    frame's detector objects, as DeepStream would run it: square_rect -> should_infer_object ->
+    get_converted_buffer's crop (GPU scaler stood in by OpenCV's bilinear resize: not verified) ->
+    FaceMesh -> tensor meta -> contour_object, or the detector's box and mask back."""
+
+    def __init__(self, config, params: dict, runner=None, ds_version: str = "9.1", dgpu: bool = True):
+        from .config import NvInferConfig, read_config
+
+        self.config = config if isinstance(config, NvInferConfig) else read_config(config, ds_version)
+        c = self.config
+        if c.network_type != 100 or c.get("process-mode", 1) != 2 or not c.get("output-tensor-meta", False):
+            raise ValueError(f"{c.path} is not a secondary network-type=100 config with output-tensor-meta=1")
+        _, self.net_h, self.net_w = c.infer_dims
+        self.color = "bgr" if c.get("model-color-format", 0) == 1 else "rgb"
+        self.scale = float(c.get("net-scale-factor", 1.0))
+        self.offsets = [float(v) for v in (c.get("offsets") or [0.0, 0.0, 0.0])]
+        self.keep_aspect = bool(c.get("maintain-aspect-ratio", False))
+        self.symmetric = bool(c.get("symmetric-padding", False))
+        self.interpolation = "nearest" if c.get("scaling-filter", 0) == 0 else "bilinear"
+        self.batch = int(c.get("batch-size", 1))
+        self.outputs = list(c.get("output-blob-names") or [])
+        floor = DGPU_MIN_OBJECT if dgpu and c.get("scaling-compute-hw", 0) in (0, 2) else 1
+        self.min_w = max(floor, int(c.get("input-object-min-width", 0)))
+        self.min_h = max(floor, int(c.get("input-object-min-height", 0)))
+        self.max_w = int(c.get("input-object-max-width", 0))
+        self.max_h = int(c.get("input-object-max-height", 0))
+        self.p = dict(params)
+        self.runner = runner or self._default_runner()
+
+    def _default_runner(self):
+        from ...runners import open_runner
+
+        return open_runner("onnxruntime", self.config.file("onnx-file"))
+
+    def _input(self, frame: np.ndarray, c: ObjectCrop) -> np.ndarray:
+        import cv2
+
+        from ...reference.preprocess import normalize
+
+        src = frame[c.src_top:c.src_top + c.src_height, c.src_left:c.src_left + c.src_width]
+        interp = cv2.INTER_LINEAR if self.interpolation == "bilinear" else cv2.INTER_NEAREST
+        canvas = np.zeros((self.net_h, self.net_w, 3), np.uint8)
+        canvas[c.offset_top:c.offset_top + c.dest_height, c.offset_left:c.offset_left + c.dest_width] = \
+            cv2.resize(src, (c.dest_width, c.dest_height), interpolation=interp)
+        return normalize(canvas, self.color, self.offsets, self.scale)
+
+    def run(self, frame: np.ndarray, objects: list) -> list[ContouredObject]:
+        """`frame`: the streammux frame (BGR); `objects`: the detector's ObjectMeta on it."""
+        from ...reference.contour import contour_object, oval_polygon, square_rect
+        from .nvinfer import ObjectMeta
+
+        fh, fw = frame.shape[:2]
+        p = self.p
+        f32 = np.float32
+        todo, out = [], []
+        for o in objects:
+            sq = square_rect(f32(o.left), f32(o.top), f32(o.width), f32(o.height), fw, fh, p["scale"])
+            out.append(ContouredObject(o, False, sq, detector=o))
+            if should_infer(p["pgie_id"], sq[2], sq[3], p["pgie_id"], self.min_w, self.min_h, self.max_w, self.max_h):
+                todo.append((len(out) - 1, object_crop(*sq, self.net_w, self.net_h, self.keep_aspect, self.symmetric)))
+        for i in range(0, len(todo), self.batch):
+            chunk = todo[i:i + self.batch]
+            res = self.runner.infer({self.runner.input_name: np.stack([self._input(frame, c) for _, c in chunk])})
+            names = self.outputs or list(self.runner.output_names)
+            by_size = {int(np.asarray(res[n][0]).size): n for n in names}  # fbtool_contour: layers found by size
+            pres = np.asarray(res[by_size[1]], np.float32).reshape(len(chunk))
+            lms = np.asarray(res[by_size[468 * 3]], np.float32).reshape(len(chunk), 468, 3)
+            for (k, c), pr, lm in zip(chunk, pres, lms):
+                presence = float(pr)
+                if p.get("presence_is_logit"):
+                    presence = 1.0 / (1.0 + float(np.exp(-presence)))
+                lm = lm.astype(np.float64)
+                lm[:, :2] *= p.get("landmark_scale", 1.0)
+                crop = c.crop()
+                m = crop.to_frame()
+                rec = out[k]
+                rec.presence = presence
+                rec.landmarks = lm[:, :2] @ m[:, :2].T + m[:, 2]
+                got = contour_object(oval_polygon(lm, crop), presence, p["presence_threshold"], fw, fh)
+                if got is not None:
+                    (x1, y1, x2, y2), grid = got
+                    o = rec.obj
+                    rec.obj = ObjectMeta(o.class_id, o.confidence, float(f32(x1)), float(f32(y1)),
+                                         float(f32(x2 - x1)), float(f32(y2 - y1)), grid, 0.5)
+                    rec.contoured = True
+        return out
