@@ -84,3 +84,13 @@ def test_component_params_follow_the_recipes(recipes):
     p = secondary.component_params(fm, det.contour)
     assert p == {"pgie_id": 1, "sgie_id": 2, "scale": 1.5, "presence_threshold": det.contour.presence,
                  "presence_is_logit": 0, "landmark_scale": 1.0}
+
+
+def test_pipeline_fragment_names_the_components_in_order(emitted):
+    _, _, path, info = emitted[-1]
+    frag = info["pipeline"]
+    square, sgie, apply = frag.split(" ! ")
+    assert square.startswith("nvdsvideotemplate") and 'customlib-props="stage:square"' in square
+    assert sgie == f'nvinfer config-file-path="$HERE/{path.name}"'
+    assert 'customlib-props="stage:apply"' in apply and 'customlib-props="sgie-id:2"' in apply
+    assert secondary.CONTOUR_LIB in square and 'customlib-props="scale:1.5"' in square

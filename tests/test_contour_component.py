@@ -158,3 +158,17 @@ def test_crop_offsets_are_recomputed_for_odd_boxes_and_letterboxed_crops():
     a = C.oval_polygon(lm, object_crop(*cases[0][0], 192, 192, False, False).crop())
     b = C.oval_polygon(lm, object_crop(*cases[0][0], 192, 192, True, False).crop())
     assert np.abs(a - b).max() > 10
+
+
+def test_custom_library_compiles_against_nvidias_videotemplate_headers(tmp_path):
+    import subprocess
+
+    from toolchain.nvinfer.conformance import cuda_includes
+
+    if cuda_includes() is None:
+        pytest.skip("no CUDA headers (nvdscustomlib_interface.hpp needs cuda_runtime_api.h)")
+    obj = comp.check_custom_library(tmp_path)
+    syms = subprocess.run(["nm", "-C", str(obj)], capture_output=True, text=True).stdout
+    # the factory gstnvdsvideotemplate dlsyms, and the two components it calls
+    assert " T CreateCustomAlgoCtx" in syms
+    assert " U fbtool_contour_square" in syms and " U fbtool_contour_apply" in syms

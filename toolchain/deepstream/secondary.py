@@ -82,6 +82,22 @@ def component_params(fm_recipe: Recipe, spec: ContourSpec, pgie_id: int = PGIE_I
             "presence_threshold": float(spec.presence), "presence_is_logit": 0, "landmark_scale": 1.0}
 
 
+CONTOUR_LIB = "libnvds_fbtool_contour.so"  # plugins/contour, `make -C plugins/contour lib` on a DeepStream host
+
+
+def pipeline_fragment(config_name: str, params: dict, lib_dir: str = "$HERE") -> str:
+    """The gst-launch elements that go between nvtracker and the blur (nvdsosd or fbtool's dsblur
+    library): square, FaceMesh, contour. Each customlib-props is one key:value."""
+    props = [f"pgie-id:{params['pgie_id']}", f"sgie-id:{params['sgie_id']}", f"scale:{params['scale']:g}",
+             f"presence:{params['presence_threshold']:g}", f"presence-is-logit:{params['presence_is_logit']}",
+             f"landmark-scale:{params['landmark_scale']:g}"]
+    common = " ".join(f'customlib-props="{p}"' for p in props)
+    lib = f'customlib-name="{lib_dir}/{CONTOUR_LIB}"'
+    return (f'nvdsvideotemplate {lib} customlib-props="stage:square" {common} ! '
+            f'nvinfer config-file-path="{lib_dir}/{config_name}" ! '
+            f'nvdsvideotemplate {lib} customlib-props="stage:apply" {common}')
+
+
 def secondary_app_group(config_name: str, batch: int, gpu_id: int = 0, sgie_id: int = SGIE_ID,
                         pgie_id: int = PGIE_ID) -> tuple:
     """deepstream-app's [secondary-gie0] (deepstream_config_file_parser.c, parse_gie). deepstream-app
@@ -118,4 +134,5 @@ def emit_secondary(det_recipe: Recipe, fm_recipe: Recipe, fm_onnx: str | Path, d
     write_text(path, text)
     return {"sgie_config": str(path), "onnx": str(onnx), "engine": str(engine), "batch_size": b,
             "precision": precision, "components": component_params(fm_recipe, det_recipe.contour),
+            "pipeline": pipeline_fragment(path.name, component_params(fm_recipe, det_recipe.contour)),
             "warnings": [str(f) for f in findings]}

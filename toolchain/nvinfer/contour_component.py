@@ -85,3 +85,22 @@ def run_spec(lines: list[str], landmarks: list | None = None) -> list[dict]:
     if r.returncode != 0:
         raise FbtoolError(f"plugins/contour's driver failed ({r.returncode}): {r.stderr[-2000:]}")
     return [json.loads(ln) for ln in r.stdout.splitlines() if ln.strip()]
+
+
+def check_custom_library(build_dir: str | Path) -> Path:
+    """Compile plugins/contour/customlib.cpp (the nvdsvideotemplate custom library) against the real
+    headers into `build_dir` (a DeepStream host links it: `make -C plugins/contour lib`). Returns the
+    object file; raises FbtoolError with the compiler's words when NVIDIA's API does not fit."""
+    from .conformance import cuda_includes
+
+    src = find_sources()
+    cuda = cuda_includes()
+    if src is None or cuda is None:
+        raise FbtoolError("no DeepStream or CUDA headers here", "see docs/deepstream.md, 'Two models'")
+    videotemplate = src.nvinfer.parent / "gst-nvdsvideotemplate" / "includes"
+    r = subprocess.run(["make", "-s", "-C", str(PLUGIN_DIR), f"BUILD_DIR={build_dir}", f"DS_INCLUDE={src.include}",
+                        f"VIDEOTEMPLATE_INCLUDE={videotemplate}", "CUDA_INCLUDE=" + " ".join(map(str, cuda)), "check"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise FbtoolError(f"plugins/contour/customlib.cpp does not compile against {src.label}:\n{r.stderr[-3000:]}")
+    return Path(build_dir) / "customlib.o"
