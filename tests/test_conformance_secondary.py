@@ -94,3 +94,44 @@ def test_pipeline_fragment_names_the_components_in_order(emitted):
     assert sgie == f'nvinfer config-file-path="$HERE/{path.name}"'
     assert 'customlib-props="stage:apply"' in apply and 'customlib-props="sgie-id:2"' in apply
     assert secondary.CONTOUR_LIB in square and 'customlib-props="scale:1.5"' in square
+
+
+def test_contour_component_reads_the_tensor_meta_nvidia_attaches(emitted, recipes):
+    """NVIDIA's attach_tensor_output_meta (gstnvinfer_meta_utils.cpp), driven by the emitted SGIE config,
+    lays out each object's output (its slice j of the batch's host buffers, unique_id, letterbox flags);
+    fbtool_contour_apply reads that and gives the Python reference's box and mask."""
+    import math
+
+    import numpy as np
+
+    from toolchain.nvinfer.emulation.secondary import object_crop
+    from toolchain.reference import contour as C
+
+    det, _ = recipes
+    _, _, path, _ = emitted[-1]
+    rng = np.random.default_rng(3)
+    boxes = [(400.5, 300.25, 90.0, 120.0), (1000.0, 500.0, 60.0, 64.0), (1500.0, 200.0, 110.0, 100.0)]
+    spec = ["frame 1920 1080", "net 192 192", f"params 1 1.5 {det.contour.presence} 0 1"]
+    spec += [f"obj 1 {l} {t} {w} {h} 0.75" for l, t, w, h in boxes] + ["obj 3 10 10 40 40 -1"]
+    outs = []
+    for k, presence in enumerate((0.98, 0.2, 0.9)):  # the middle face: "no face" -> the detector's box and mask
+        th = np.linspace(-math.pi / 2, 3 * math.pi / 2, 36, endpoint=False)
+        lm = np.column_stack([rng.uniform(70, 120, 468), rng.uniform(70, 120, 468), np.zeros(468)])
+        lm[list(C.FACE_OVAL), 0] = 96 + (50 + 5 * k) * np.cos(th)
+        lm[list(C.FACE_OVAL), 1] = 100 + 65 * np.sin(th)
+        outs.append(np.concatenate([[presence], lm.reshape(-1)]))
+    got = conformance.tensor_meta_contour(path, spec, np.array(outs))
+    assert got["unique_id"] == secondary.SGIE_ID and got["operate_on_gie_id"] == secondary.PGIE_ID
+    assert got["contoured"] == 2
+    objs = got["objects"]
+    assert [o["tensor_metas"] for o in objs] == [1, 1, 1, 0]  # the gie-3 object gets none
+    assert all(o["meta_unique_id"] == 2 and o["meta_maintain"] == 0 for o in objs[:3])
+    for k in (0, 2):
+        sq = C.square_rect(*boxes[k], 1920, 1080)
+        poly = C.oval_polygon(outs[k][1:].reshape(468, 3), object_crop(*sq, 192, 192).crop())
+        (x1, y1, x2, y2), grid = C.contour_object(poly, float(np.float32(outs[k][0])), det.contour.presence, 1920, 1080)
+        assert objs[k]["rect"] == pytest.approx([x1, y1, x2 - x1, y2 - y1], abs=1e-3)
+        assert (np.array(objs[k]["mask"], np.float32).reshape(32, 32) == grid).all()
+    assert [float(np.float32(v)) for v in objs[1]["rect"]] == [float(np.float32(v)) for v in boxes[1]]
+    assert objs[1]["mask"] == [0.75] * 1024
+    assert objs[3]["rect"] == [10, 10, 40, 40]
