@@ -51,6 +51,7 @@ class Step:
     why: str  # "ran" | "up to date" | "skipped: <reason>"
     seconds: float = 0.0
     result: Any = None  # what the stage's library call returned
+    model: str = ""  # "" for the recipe's own model; the landmark model's recipe name in a two-model run
 
 
 def select(start: str | None, stop: str | None) -> list[str]:
@@ -160,13 +161,48 @@ def run(recipe, out, options: RunOptions = RunOptions(), start: str | None = Non
     step.result) or "skip"; an exception it raises on "done" stops the chain with that stage not
     marked fresh (so the CLI's verdict on a stage counts as the stage's).
     """
+    tell = on_step or (lambda event, step: None)
     with run_lock(out):  # one fbtool per run folder for the whole chain (re-entrant under the CLI's)
-        return _run(recipe, out, options, select(start, stop), force, on_step or (lambda event, step: None))
+        steps = _run(recipe, out, options, select(start, stop), force, tell)
+        second = landmark_recipe(recipe)
+        if second is not None:  # a two-model recipe: the same chain for the landmark model, in <out>/<its name>
+            steps += _run(second, landmark_out(out, second), options, select(start, stop), force, tell,
+                          model=second.name)
+        return steps
 
 
-def _run(recipe, out, options: RunOptions, stages: list[str], force: bool, tell) -> list[Step]:
+def landmark_recipe(recipe):
+    """The landmark model's recipe of a two-model recipe (`contour.model`), else None."""
+    if recipe.contour.model is None:
+        return None
+    from .recipe import load_recipe
+
+    return load_recipe(recipe.contour.model)
+
+
+def landmark_out(out, second) -> Path:
+    """Where a two-model run keeps the landmark model's artifacts: a run folder of its own inside the run."""
+    return Path(out) / second.name
+
+
+# What the landmark model's chain does not need (its SGIE is emitted with the detector's run folder).
+LANDMARK_SKIPS = {
+    "build-parser": "skipped: not needed: a landmark model's SGIE (network-type=100, output-tensor-meta=1) has no "
+                    "custom parser; the contour component reads its tensors",
+    "deepstream": "skipped: the SGIE config and the contour components are emitted with the detector's run folder",
+}
+
+
+def _run(recipe, out, options: RunOptions, stages: list[str], force: bool, tell, model: str = "") -> list[Step]:
+    from .recipe import LANDMARK_FAMILIES
+
     steps = []
+    Path(out).mkdir(parents=True, exist_ok=True)
     for stage in stages:
+        if recipe.family in LANDMARK_FAMILIES and stage in LANDMARK_SKIPS:
+            steps.append(Step(stage, False, LANDMARK_SKIPS[stage], model=model))
+            tell("skip", steps[-1])
+            continue
         rf = RunFolder(out)
         o = options.for_stage(stage, out)
         fp = stage_fingerprint(rf, recipe, stage, o)
@@ -177,13 +213,13 @@ def _run(recipe, out, options: RunOptions, stages: list[str], force: bool, tell)
             ok, why = can_run(stage, options)
             skip = None if ok else why
         if skip:
-            steps.append(Step(stage, False, skip))
+            steps.append(Step(stage, False, skip, model=model))
             tell("skip", steps[-1])
             continue
-        tell("start", Step(stage, True, "ran"))
+        tell("start", Step(stage, True, "ran", model=model))
         t1 = time.perf_counter()
         result = _call(stage, recipe, out, o, force)
-        steps.append(Step(stage, True, "ran", time.perf_counter() - t1, result))
+        steps.append(Step(stage, True, "ran", time.perf_counter() - t1, result, model=model))
         tell("done", steps[-1])
         RunFolder(out).mark_fresh(stage, fp)  # re-read: the stage itself has just rewritten the manifest
     return steps

@@ -94,5 +94,58 @@ def contour_mask(contours: list[FaceContour], h: int, w: int, presence: float) -
     return out
 
 
-__all__ = ["CROP_SIDE", "FaceContour", "contour_mask", "contours_frame", "crop_tensor", "crops_for", "cut",
+@dataclass
+class CropSet:
+    """Real FaceMesh inputs: MediaPipe crops of the faces the default detector finds in some clips."""
+
+    x: np.ndarray  # [N, 3, 192, 192] float32, the FaceMesh recipe's preprocessing
+    crops: list[Crop]
+    where: list[tuple[str, int]]  # (source, frame index) per crop
+    source_hashes: set[str]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def face_crop_set(fm_recipe, sources, count: int, frames_per_crop: float = 0.5, min_score: float = 0.5) -> CropSet:
+    """Up to `count` face crops from frames spread over `sources` (about count x frames_per_crop frames, at
+    least one per clip), found by the default detector (PyTorch fp32, score >= min_score), cut as the
+    two-model recipe cuts them (square 1.5x, eye-levelled)."""
+    from .calibset import spread_frames
+    from .detector import detect_frames
+    from .errors import FbtoolError
+    from .recipe import DEFAULT_RECIPE, ContourSpec, load_recipe
+    from .runners import TorchRunner
+
+    det = load_recipe(DEFAULT_RECIPE)
+    frames = spread_frames(list(sources), max(len(sources), int(np.ceil(count * frames_per_crop))))
+    dets = detect_frames([f.image for f in frames], det, TorchRunner(det), score_threshold=min_score)
+    xs, crops, where = [], [], []
+    for f, d in zip(frames, dets):
+        cs = crops_for(d.boxes, d.landmarks, ContourSpec())
+        if cs:
+            xs.append(crop_tensor(f.image, cs, fm_recipe))
+            crops += cs
+            where += [(f.source, f.index)] * len(cs)
+    if not crops:
+        raise FbtoolError(f"no face in {len(frames)} frames of {', '.join(map(str, sources))}",
+                          "give clips that show faces (the recipe's calibration_media / validation_media)")
+    x = np.concatenate(xs)
+    return CropSet(x[:count], crops[:count], where[:count], {f.sha256 for f in frames})
+
+
+def model_inputs(recipe, n: int) -> np.ndarray:
+    """n real inputs for parity checks: frames of the validation clips (detectors), face crops from them
+    (landmark models), in the recipe's preprocessing."""
+    from .frames import parity_frames
+    from .recipe import LANDMARK_FAMILIES
+    from .reference.preprocess import preprocess_batch
+
+    if recipe.family in LANDMARK_FAMILIES:
+        x = face_crop_set(recipe, recipe.validation_media[:2] or ["classroom.gif"], n).x
+        return np.concatenate([x] * (-(-n // len(x))))[:n]
+    return preprocess_batch(parity_frames(recipe, n), recipe)[0]
+
+
+__all__ = ["CropSet", "face_crop_set", "model_inputs", "CROP_SIDE", "FaceContour", "contour_mask", "contours_frame", "crop_tensor", "crops_for", "cut",
            "run_crops"]

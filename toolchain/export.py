@@ -58,16 +58,14 @@ def compare_outputs(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], bat
 
 
 def check_parity(onnx_path: Path, recipe: Recipe, torch_runner, batches=(1, 4)) -> ParityReport:
-    from .frames import parity_frames
-    from .reference.preprocess import preprocess_batch
+    from .contours import model_inputs
     from .runners import OrtRunner
 
     ort_runner = OrtRunner(onnx_path)
-    frames = parity_frames(recipe, max(batches))
+    xs = model_inputs(recipe, max(batches))  # frames; face crops for a landmark model
     report = ParityReport()
     for b in batches:
-        x, _ = preprocess_batch(frames[:b], recipe)
-        feed = {recipe.input.name: x}
+        feed = {recipe.input.name: xs[:b]}
         report.rows += compare_outputs(torch_runner.infer(feed), ort_runner.infer(feed), b)
     return report
 

@@ -196,7 +196,7 @@ def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frame
                  "batch": engine.batch, "sidecar": str(paths["sidecar"]),
                  "faces_blurred": sum(len(v) for v in blurred.values()),
                  "faces_held": sum(1 for v in blurred.values() for f in v if f.get("kind", "detected") != "detected"),
-                 "faces_oval": sum(1 for v in blurred.values() for f in v if f.get("mask") == "oval")})
+                 "faces_oval": sum(1 for v in blurred.values() for f in v if f.get("mask", "").startswith("oval"))})
     if verify:
         from .audit import audit_video
 

@@ -58,6 +58,13 @@ def _calibrate(recipe, out, methods, fp16, sources, frames, eval_frames, trt_ver
             raise FbtoolError(f"unknown calibration method {m!r}", f"choose from {', '.join(METHODS)} or both")
     if not methods and not fp16:
         raise FbtoolError("nothing to do: no INT8 method and --no-fp16", "pick --method or --fp16")
+    from ..recipe import LANDMARK_FAMILIES
+
+    if recipe.family in LANDMARK_FAMILIES:  # FaceMesh: face crops in, landmark figures out
+        from .landmarks import calibrate_landmarks
+
+        return calibrate_landmarks(recipe, out, methods, fp16, list(sources or recipe.calibration_media), frames,
+                                   eval_frames, trt_version, list(validation or recipe.validation_media), step)
     trt_number = trt_version_number(trt_version)  # validates before any work
     run = RunFolder(out)
     src = input_model(run)

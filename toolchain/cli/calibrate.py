@@ -36,6 +36,17 @@ def command(recipe, out, method, fp16, no_int8, sources, eval_sources, frames, e
 
 
 def show(info: dict, out, t0: float) -> None:
+    if info.get("unit") == "face crops":  # a landmark model (FaceMesh)
+        click.echo(f"  gate vs PyTorch fp32 on {info['gate_frames']} held-out face crops")
+        for key, p in info["products"].items():
+            g = p["gate"]
+            click.secho(f"  {key:<13} landmarks mean {g['mean_landmark_px']:.3f} / max {g['max_landmark_px']:.2f} px "
+                        f"(192-px crop)  oval IoU mean {g['mean_oval_iou']:.4f} / min {g['min_oval_iou']:.4f}  presence "
+                        f"agreement {g['presence_agreement']:.3f}  {'PASS' if g['passed'] else 'FAIL: deleted'}",
+                        fg=None if g["passed"] else "yellow")
+        success("calibrate", t0, f"{info['calibration_frames']} calibration crops, gate on {info['gate_frames']} "
+                f"held-out crops; {', '.join(k for k, p in info['products'].items() if p['gate']['passed'])} in {out}")
+        return
     click.echo(f"  gate vs PyTorch fp32 on {info['gate_frames']} held-out frames ({info['reference_faces']} faces; "
                "validate judges its own frame set, so its figures differ)")
     for key, p in info["products"].items():

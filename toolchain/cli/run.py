@@ -35,10 +35,11 @@ def command(recipe, out, start, stop, precision, engine_runtime, ds_version, ds_
     steps = chain.run(load(recipe), out, options, start, stop, force, on_step=_printer(out, options))
     click.echo("")
     for s in steps:
-        what = s.why.split(";")[0]  # the full reason (and how to make it run) was printed above
-        click.echo(f"  {s.stage:<13} {what:<62} {s.seconds:7.1f} s")
-    report = Path(out) / "report.html"  # only a run that reached validate has one
-    success("run", t0, f"{out}/manifest.json" + (f", {report}" if report.is_file() else ""))
+        what = s.why.split(";")[0][:62]  # the full reason (and how to make it run) was printed above
+        name = f"{s.model}/{s.stage}" if s.model else s.stage
+        click.echo(f"  {name:<22} {what:<62} {s.seconds:7.1f} s")
+    reports = [p for p in dict.fromkeys(Path(out) / s.model / "report.html" for s in steps) if p.is_file()]
+    success("run", t0, f"{out}/manifest.json" + "".join(f", {r}" for r in reports))
 
 
 def _printer(out, options):
@@ -46,12 +47,16 @@ def _printer(out, options):
     from ..surgery.stage import DEFAULT_NAME
     from . import build_engine, build_parser, calibrate, deepstream, export, surgery, validate
 
+    root = out
+
     def on_step(event: str, step) -> None:
+        out = Path(root) / step.model if step.model else root
+        name = f"{step.model}: {step.stage}" if step.model else step.stage
         if event == "skip":
             up = step.why == "up to date"
-            click.secho(f"{step.stage}: {'up to date, skipped' if up else step.why}", fg="cyan" if up else "yellow")
+            click.secho(f"{name}: {'up to date, skipped' if up else step.why}", fg="cyan" if up else "yellow")
         elif event == "start":
-            click.secho(f"== {step.stage}", bold=True)
+            click.secho(f"== {name}", bold=True)
         else:
             t0 = time.perf_counter() - step.seconds
             r = step.result

@@ -158,3 +158,29 @@ def output_errors(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], what:
             raise FbtoolError(f"output {name!r} of {what} has shape {c.shape}, the reference's {np.shape(r)}")
         out[name] = tensor_stats(np.asarray(r), c)
     return out
+
+
+def compare_landmarks(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], scores: str, landmarks: str,
+                      presence: float = 0.5, side: int = 192) -> dict:
+    """A landmark model's candidate against its reference on the same crops (FaceMesh: presence [N, 1],
+    landmarks [N, 468, 3] in crop pixels). Landmark error in crop pixels (x, y), the face-oval mask IoU
+    (reference.contour.FACE_OVAL rasterised over the side x side crop), the presence decision."""
+    from ..reference.contour import FACE_OVAL, polygon_frame_mask
+
+    rp, cp = np.asarray(ref[scores], np.float64).reshape(-1), np.asarray(cand[scores], np.float64).reshape(-1)
+    rl = np.asarray(ref[landmarks], np.float64)[..., :2]
+    cl = np.asarray(cand[landmarks], np.float64)[..., :2]
+    err = np.linalg.norm(rl - cl, axis=-1)  # [N, 468]
+    ious = []
+    for a, b in zip(rl, cl):
+        ma, mb = polygon_frame_mask(a[list(FACE_OVAL)], side, side), polygon_frame_mask(b[list(FACE_OVAL)], side, side)
+        union = np.logical_or(ma, mb).sum()
+        ious.append(1.0 if union == 0 else float(np.logical_and(ma, mb).sum() / union))
+    finite = bool(np.isfinite(cl).all() and np.isfinite(cp).all())
+    n = len(rp)
+    return {"crops": n, "finite": finite,
+            "mean_landmark_px": float(err.mean()) if n else 0.0, "p99_landmark_px": float(np.percentile(err, 99)) if n else 0.0,
+            "max_landmark_px": float(err.max()) if n else 0.0,
+            "mean_oval_iou": float(np.mean(ious)) if n else 1.0, "min_oval_iou": float(np.min(ious)) if n else 1.0,
+            "max_presence_delta": float(np.abs(rp - cp).max()) if n else 0.0,
+            "presence_agreement": float(np.mean((rp >= presence) == (cp >= presence))) if n else 1.0}

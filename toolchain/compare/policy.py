@@ -84,3 +84,21 @@ def tensor_limit(recipe, output: str, layout: str = "raw") -> float:
 
         return SCORE_TOL if output == DECODED["scores"] else DECODE_TOL_PX
     return float(recipe.tolerances.export_abs)
+
+
+# Landmark models (FaceMesh): the presence decision ("face" / "no face") may flip on this share of crops
+# at most (crops whose presence sits on the threshold).
+MIN_PRESENCE_AGREEMENT = 0.98
+
+
+def landmark_checks(fig: dict, recipe, precision: str) -> list[Check]:
+    """The checks a landmark model's candidate (any precision) must pass against PyTorch fp32:
+    compare.metrics.compare_landmarks' figures. One limit for every precision: INT8 is deployed only
+    where it is as good as FP16 needs to be."""
+    t = recipe.tolerances
+    checks = [Check("mean_landmark_px", fig["mean_landmark_px"], t.landmark_px, "<="),
+              Check("mean_oval_iou", fig["mean_oval_iou"], t.mask_iou, ">="),
+              Check("presence_agreement", fig["presence_agreement"], MIN_PRESENCE_AGREEMENT, ">=")]
+    if precision_class(precision) == "fp32":
+        checks.append(Check("max_landmark_px", fig["max_landmark_px"], t.tensor_abs, "<="))
+    return checks

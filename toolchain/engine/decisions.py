@@ -209,7 +209,7 @@ def profile_for(recipe, onnx_dims: list[int | str] | None = None) -> Profile:
     """
     inp = recipe.input
     b = inp.batch
-    stride = max(recipe.anchors.steps) if recipe.anchors.steps else 32
+    stride = max(recipe.anchors.steps) if recipe.anchors and recipe.anchors.steps else 32
     if inp.dynamic_hw:
         h = (_round_to(inp.height / 2, stride), inp.height, _round_to(inp.height * 2, stride))
         w = (_round_to(inp.width / 2, stride), inp.width, _round_to(inp.width * 2, stride))

@@ -87,6 +87,9 @@ def layout_metadata(model, recipe) -> dict:
     """fbtool.output_layout and fbtool.outputs for a finished model, read from its real outputs."""
     outs = {o.name: o for o in model.graph.output}
     n_lm = recipe.outputs.num_landmarks
+    if recipe.outputs.boxes is None:  # a landmark model (FaceMesh): presence + landmarks, no heads to decode
+        return {"output_layout": "landmarks", "outputs": {"scores": recipe.outputs.scores,
+                                                          "landmarks": recipe.outputs.landmarks, "num_landmarks": n_lm}}
     if DECODED["scores"] in outs:
         dims = outs[DECODED["scores"]].type.tensor_type.shape.dim
         k = dims[1].dim_value if len(dims) > 1 and dims[1].dim_value else None

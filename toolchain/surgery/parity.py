@@ -58,20 +58,18 @@ def _faces_match(a: Detections, b: Detections) -> tuple[bool, float]:
 
 def check_parity(source, surgered, recipe, settings, layout: str, batches=(1, 4)) -> dict:
     """Run both graphs with onnxruntime on the recipe's validation frames; returns the figures."""
-    from ..frames import parity_frames
-    from ..reference.preprocess import preprocess_batch
+    from ..contours import model_inputs
     from ..runners import OrtRunner
 
     src, new = OrtRunner(source), OrtRunner(surgered)
-    frames = parity_frames(recipe, max(batches))
+    xs = model_inputs(recipe, max(batches))  # frames; face crops for a landmark model
     w, h = recipe.input.width, recipe.input.height
     rows: list[dict] = []
     faces: dict = {"reference": 0, "surgered": 0, "max_box_px": 0.0, "match": True}
     for b in batches:
-        x, _ = preprocess_batch(frames[:b], recipe)
-        feed = {recipe.input.name: x}
+        feed = {recipe.input.name: xs[:b]}
         raw, out = src.infer(feed), new.infer(feed)
-        if layout == "raw":
+        if layout != "decoded":  # raw heads, or a landmark model's outputs: equal to the source's
             rows += _rows(raw, out, b)
             continue
         for i, (r_i, c_i) in enumerate(zip(split_batch(raw), split_batch(out))):
@@ -87,7 +85,7 @@ def check_parity(source, surgered, recipe, settings, layout: str, batches=(1, 4)
     worst: dict[str, float] = {}
     for r in rows:
         worst[r["output"]] = max(worst.get(r["output"], 0.0), r["max_abs"])
-    return {"layout": layout, "rows": rows, "max_abs": worst, "faces": None if layout == "raw" else faces}
+    return {"layout": layout, "rows": rows, "max_abs": worst, "faces": faces if layout == "decoded" else None}
 
 
 def judge(parity: dict, recipe) -> None:

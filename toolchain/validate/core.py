@@ -96,6 +96,12 @@ def judge(cand: Candidate, recipe, ref_dets, cand_dets, ref_raw, cand_raw, frame
 def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step: int = 5, batch: int = 4,
              media: list[str] | None = None, progress=None) -> dict:
     """Run the reference and every available candidate; returns the report dict (also written to disk)."""
+    from ..recipe import LANDMARK_FAMILIES
+
+    if recipe.family in LANDMARK_FAMILIES:  # FaceMesh: judged on face crops, by landmarks and ovals
+        from .landmarks import validate_landmarks
+
+        return validate_landmarks(recipe, out, only, media=media)
     from ..frames import sample_frames
     from ..runfolder import RunFolder
     from ..runners import TorchRunner
@@ -169,6 +175,10 @@ def breaches(report: dict) -> list[str]:
 def summary_table(report: dict) -> str:
     """The terminal table. Its first line says what the figures were measured on: calibrate's gate
     uses its own held-out frames, so its figures differ from these."""
+    if report.get("kind") == "landmarks":
+        from .landmarks import summary_table as landmark_table
+
+        return landmark_table(report)
     head = f"{'candidate':<14}{'prec':<6}{'status':<9}{'F1':>7}{'mIoU':>7}{'lm max':>8}{'mask':>7}{'score d':>9}  note"
     n = len(report.get("frames", []))
     faces = report.get("reference", {}).get("faces", 0)

@@ -2,13 +2,19 @@
 of the detector's ellipse, never smaller than the face.
 
 Which mask a face gets (per track.Face, in frame order after the tracker):
-- a detected face whose five detector points look frontal (recall.plausible_landmarks) is cropped as
-  MediaPipe crops it and run through FaceMesh (toolchain.contours); where FaceMesh confirms it
+- a detected face (score >= thresholds.score) is cropped as MediaPipe crops it (turned by the eye line
+  only where the five detector points look frontal, recall.plausible_landmarks: on a profile the eye
+  line is noise) and run through FaceMesh (toolchain.contours); where FaceMesh confirms it
   (presence >= contour.presence) and the oval is a face's (OVAL_MIN_AREA of the box's inscribed
   ellipse at least, its centroid inside the box), the mask is the oval grown by blur.mask_scale about
   its centroid, and the track remembers the oval relative to its box;
+- a face whose detector points do not look frontal (a strong tilt, a profile) gets the oval AND its
+  recall-first ellipse (the union): on a head tilted past 30 degrees the oval alone left the hair line
+  inside the audit's face ellipse sharp (head-pose-face-detection-female-and-male.gif, 76-89% detail
+  drop where 90% is needed), the ellipse alone misses the chin of a turned face;
 - a held face (gap, lead, hold) of a track that has an oval: that oval carried onto the held box
-  (shifted and scaled with it: a held box grows as its position gets less certain, so does the oval);
+  (shifted and scaled with it: a held box grows as its position gets less certain, so does the oval),
+  with the ellipse too where the oval came from a face that did not look frontal;
 - everything else (FaceMesh says "no face", profiles, backs of heads, tiny faces, tracks that never had
   an oval): the detector's recall-first ellipse (recall.blur_geometry), exactly as without --contour.
 So FaceMesh can only replace an ellipse where it sees the face; where it does not, the mask is the one
@@ -66,33 +72,38 @@ class ContourMasks:
     def __init__(self, recipe, fm_recipe, runner):
         self.recipe, self.fm, self.runner = recipe, fm_recipe, runner
         self.spec = recipe.contour
-        self.memory: dict[int, np.ndarray] = {}  # track -> oval relative to its box
+        self.memory: dict[int, tuple[np.ndarray, bool]] = {}  # track -> (oval relative to its box, alone)
         self.counts = {"oval": 0, "held_oval": 0, "ellipse": 0, "no_face": 0}
 
-    def frame(self, frame: np.ndarray, faces) -> list[np.ndarray | None]:
-        """Per face: the oval to blur (frame pixels, not yet grown), or None for the ellipse."""
+    def frame(self, frame: np.ndarray, faces) -> list[tuple[np.ndarray | None, bool]]:
+        """Per face: (the oval to blur (frame pixels, not yet grown) or None for the ellipse alone, whether
+        the oval stands alone (a frontal face's) or goes with the face's ellipse)."""
         from ...contours import contours_frame
 
-        todo = [i for i, f in enumerate(faces) if f.kind == "detected" and
-                plausible_landmarks(f.box, f.landmarks, f.score, self.recipe.thresholds.score)]
-        out: list[np.ndarray | None] = [None] * len(faces)
+        min_score = self.recipe.thresholds.score
+        todo = [i for i, f in enumerate(faces) if f.kind == "detected" and f.landmarks is not None
+                and f.score >= min_score]
+        out: list[tuple[np.ndarray | None, bool]] = [(None, False)] * len(faces)
         if todo:
             boxes = np.stack([faces[i].box for i in todo])
             lms = np.stack([np.asarray(faces[i].landmarks, np.float64).reshape(-1, 2) for i in todo])
-            for i, c in zip(todo, contours_frame(frame, boxes, lms, self.spec, self.fm, self.runner)):
+            level = [not plausible_landmarks(faces[i].box, faces[i].landmarks, faces[i].score, min_score) for i in todo]
+            lms[level, 1] = lms[level, 0] + np.array([1.0, 0.0])  # eyes level: an untilted crop
+            for i, lv, c in zip(todo, level, contours_frame(frame, boxes, lms, self.spec, self.fm, self.runner)):
                 poly = c.polygon
                 if c.presence >= self.spec.presence and oval_ok(poly, faces[i].box):
-                    out[i] = poly
-                    self.memory[faces[i].track] = relative(poly, faces[i].box)
+                    out[i] = (poly, not lv)
+                    self.memory[faces[i].track] = (relative(poly, faces[i].box), not lv)
                     self.counts["oval"] += 1
                 else:
                     self.memory.pop(faces[i].track, None)  # a stale oval must not outlive "no face"
                     self.counts["no_face"] += 1
         for i, f in enumerate(faces):
-            if out[i] is None and f.kind != "detected" and f.track in self.memory:
-                out[i] = carried(self.memory[f.track], f.box)
+            if out[i][0] is None and f.kind != "detected" and f.track in self.memory:
+                rel, alone = self.memory[f.track]
+                out[i] = (carried(rel, f.box), alone)
                 self.counts["held_oval"] += 1
-            elif out[i] is None:
+            elif out[i][0] is None:
                 self.counts["ellipse"] += 1
         return out
 

@@ -46,13 +46,14 @@ class Face:
     kind: str  # DETECTED, GAP (between two detections), LEAD (before the first), HOLD (after the last)
     score: float = 0.0  # the detection's score; held faces keep their track's last score
     landmarks: np.ndarray | None = None  # detections only
-    oval: np.ndarray | None = None  # --contour facemesh: the face oval blurred instead of the ellipse
+    oval: np.ndarray | None = None  # --contour facemesh: the face oval blurred instead of the ellipse ...
+    oval_alone: bool = True  # ... or (False: the face did not look frontal) together with it
 
     def to_json(self) -> dict:
         d = {"track": self.track, "box": [round(float(v), 2) for v in self.box], "kind": self.kind,
              "score": round(float(self.score), 4)}
         if self.oval is not None:
-            d["mask"] = "oval"
+            d["mask"] = "oval" if self.oval_alone else "oval+ellipse"
         return d
 
 
@@ -228,7 +229,7 @@ def blur_stage(recipe) -> Callable:
     def fn(batches):
         for b in batches:
             for f, faces in zip(b.frames, b.extra["faces"]):
-                ellipses = [x for x in faces if x.oval is None]
+                ellipses = [x for x in faces if x.oval is None or not x.oval_alone]
                 if ellipses:
                     boxes, lms, _ = blur_geometry(ellipses, bl.mask_scale, recipe.thresholds.score, k_lm)
                     anonymise(f, boxes, lms, bl.mode, bl.blocks_per_face, m.feather, m.max_tilt_deg, inplace=True)
@@ -246,7 +247,7 @@ def contour_stage(masks) -> Callable:
     def fn(batches):
         for b in batches:
             for f, faces in zip(b.frames, b.extra["faces"]):
-                for face, oval in zip(faces, masks.frame(f, faces)):
-                    face.oval = oval
+                for face, (oval, alone) in zip(faces, masks.frame(f, faces)):
+                    face.oval, face.oval_alone = oval, alone
             yield b
     return fn

@@ -1,0 +1,138 @@
+"""`fbtool calibrate` for a landmark model (FaceMesh): the same products as for a detector (INT8 Q/DQ with
+its TensorRT cache, AutoCast FP16), made from and judged on face crops instead of frames.
+
+Calibration crops: the faces the default detector finds in the recipe's calibration_media, cut as the
+two-model recipe cuts them (toolchain.contours.face_crop_set). The gate: the candidate and PyTorch fp32 on
+crops from the held-out validation_media, compared by compare.metrics.compare_landmarks (landmark error
+in crop pixels, face-oval IoU, the presence decision) against compare.policy.landmark_checks, the checks
+`fbtool validate` applies too. A product that fails is deleted, as for a detector.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FbtoolError
+from ..fsutil import atomic_path, write_json
+from ..runfolder import RunFolder, fingerprint
+
+# Held-out crops the gate and `fbtool validate` judge on: the same crops, so one product gets one verdict
+# (with 40 crops INT8 passed the gate and failed validate's 48 on two presence flips).
+GATE_CROPS = 48
+
+
+def run_outputs(runner, x: np.ndarray, input_name: str, batch: int = 16) -> dict[str, np.ndarray]:
+    outs: dict[str, list] = {}
+    for i in range(0, len(x), batch):
+        for k, v in runner.infer({input_name: np.ascontiguousarray(x[i:i + batch])}).items():
+            outs.setdefault(k, []).append(np.asarray(v, np.float32))
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def landmark_gate(recipe, runner, x: np.ndarray, reference: dict[str, np.ndarray], precision: str) -> dict:
+    """Figures and verdict of one candidate runner on the crops `x` against PyTorch's `reference` outputs."""
+    from ..compare.metrics import compare_landmarks
+    from ..compare.policy import landmark_checks
+
+    o = recipe.outputs
+    outs = run_outputs(runner, x, recipe.input.name)
+    fig = compare_landmarks(reference, outs, o.scores, o.landmarks, recipe.thresholds.score, recipe.input.width)
+    checks = landmark_checks(fig, recipe, precision)
+    failures = [f"{c.metric} {c.value:.4f} {'<' if c.op == '>=' else '>'} {c.limit}" for c in checks if not c.ok]
+    if not fig["finite"]:
+        failures.append("outputs are not finite")
+    return dict(fig, precision=precision, runner=runner.name, limits={c.metric: c.limit for c in checks},
+                failures=failures, passed=not failures)
+
+
+def calibrate_landmarks(recipe, out, methods, fp16: bool, sources, frames: int, eval_frames: int,
+                        trt_version: str, validation, step) -> dict:
+    from ..contours import face_crop_set
+    from ..runners import TorchRunner
+    from ..trt.calib_cache import ALGORITHMS, trt_version_number, write_cache
+    from .fp16 import convert_fp16
+    from .gate import candidate_runner
+    from .pipeline import CALIB_DIR, _key, input_model
+    from .qdq import quantize_int8
+    from .stats import collect
+
+    t0 = time.perf_counter()
+    trt_number = trt_version_number(trt_version)
+    run = RunFolder(out)
+    src = input_model(run)
+    folder = run.root / CALIB_DIR
+    step(f"calibration crops ({frames}) and held-out gate crops ({GATE_CROPS})")
+    cs = face_crop_set(recipe, sources, frames)
+    gate_set = face_crop_set(recipe, validation, GATE_CROPS)  # eval_frames counts a detector's frames
+    if cs.source_hashes & gate_set.source_hashes:
+        raise FbtoolError("a calibration source is also a validation clip",
+                          "calibration and accuracy-gate crops must come from different clips")
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "calib_set.npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, cs.x)
+    write_json(folder / "calib_manifest.json", {"kind": "face crops", "recipe": recipe.name,
+                                                "crops": [{"source": s, "frame": i} for s, i in cs.where]})
+    step(f"activation statistics ({len(cs)} crops, 2 passes)")
+    batches = [cs.x[i:i + 8] for i in range(0, len(cs), 8)]
+    stats = collect(src, batches)
+    stats_path = stats.save(folder / "stats.npz")
+    step(f"PyTorch fp32 reference on {len(gate_set)} held-out crops")
+    reference = run_outputs(TorchRunner(recipe), gate_set.x, recipe.input.name)
+    artifacts: dict = {"calib_set": folder / "calib_manifest.json", "calib_data": folder / "calib_set.npy",
+                       "stats": stats_path}
+    info: dict = {"input_onnx": os.path.relpath(src, run.root), "calibration_frames": len(cs),
+                  "gate_frames": len(gate_set), "reference_faces": len(gate_set), "unit": "face crops",
+                  "trt_version": trt_version, "trt_version_number": trt_number, "products": {}}
+    failed: list[str] = []
+
+    def gate(key: str, path: Path, precision: str, extra: dict, companion: str | None = None) -> None:
+        step(f"gate {key} on {len(gate_set)} held-out crops")
+        try:
+            g = landmark_gate(recipe, candidate_runner(path), gate_set.x, reference, precision)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            if companion is not None:
+                Path(artifacts.pop(companion)).unlink(missing_ok=True)
+            raise
+        info["products"][key] = {"file": path.name, "gate": g, **extra}
+        if g["passed"]:
+            artifacts[key] = path
+        else:
+            path.unlink(missing_ok=True)
+            if companion is not None:
+                Path(artifacts.pop(companion)).unlink(missing_ok=True)
+            failed.append(f"{key}: {'; '.join(g['failures'])}")
+
+    primary = methods[0] if methods else ""
+    for method in methods:
+        cache = write_cache(folder / f"int8_calib_{method}.cache", stats.scales(method), trt_version,
+                            ALGORITHMS[method])
+        artifacts[_key("calib_cache", method, primary)] = cache
+        qdq_path = run.file(f"{src.stem}_int8_{method}.onnx")
+        step(f"INT8 Q/DQ ({method}, Model Optimizer)")
+        q = quantize_int8(src, cs.x, method, cache, qdq_path)
+        gate(_key("int8_qdq", method, primary), qdq_path, f"int8-{method}", {"quantization": q},
+             companion=_key("calib_cache", method, primary))
+    if fp16:
+        f16_path = run.file(f"{src.stem}_fp16.onnx")
+        step("FP16 (AutoCast)")
+        f = convert_fp16(src, cs.x[:8], f16_path, stats, recipe.input.name)
+        gate("fp16", f16_path, "fp16", {"autocast": f})
+    info["failed"] = failed
+    info["seconds"] = round(time.perf_counter() - t0, 1)
+    run.record("calibrate", artifacts, info, recipe=recipe,
+               inputs=fingerprint(recipe.hash, src, methods, fp16, [str(s) for s in sources], frames, eval_frames,
+                                  trt_version, [str(v) for v in validation]))
+    # A landmark model's INT8 that misses the gate is reported, not fatal: the chain goes on with FP16
+    # (the brief: INT8 only where it passes). A failed FP16 stops the command, as for a detector.
+    if any(f.startswith("fp16") for f in failed):
+        raise FbtoolError(f"accuracy gate failed for {failed[0]}", "figures are in the manifest")
+    return info
+
+
+__all__ = ["calibrate_landmarks", "landmark_gate", "run_outputs"]
