@@ -136,3 +136,23 @@ def emit_secondary(det_recipe: Recipe, fm_recipe: Recipe, fm_onnx: str | Path, d
             "precision": precision, "components": component_params(fm_recipe, det_recipe.contour),
             "pipeline": pipeline_fragment(path.name, component_params(fm_recipe, det_recipe.contour)),
             "warnings": [str(f) for f in findings]}
+
+
+def emit_for_run(det_recipe: Recipe, run_root: str | Path, ds_dir: str | Path, precision: str, ds_version: str,
+                 gpu_id: int = 0) -> dict:
+    """The SGIE config of a two-model run: the landmark model's deployed ONNX from its run folder inside
+    the detector's (`fbtool run` on the two-model recipe puts it there). INT8 is not deployed for it
+    (FaceMesh's INT8 fails its gate, issue 16): an INT8 detector gets an FP16 FaceMesh."""
+    from ..recipe import load_recipe
+    from ..runfolder import RunFolder, landmark_run_dir
+
+    fm = load_recipe(det_recipe.contour.model)
+    fm_run = RunFolder(landmark_run_dir(run_root, fm.name))
+    onnx = fm_run.model_onnx(required=False)
+    if onnx is None:
+        raise FbtoolError(f"recipe {det_recipe.name} needs the landmark model {fm.name}, and {fm_run.root} holds no "
+                          "ONNX of it", f"run the chain for both models: `fbtool run --recipe {det_recipe.source or det_recipe.name} "
+                          f"-o {run_root}`")
+    return emit_secondary(det_recipe, fm, onnx, ds_dir, precision if precision in SGIE_PRECISIONS else "fp16",
+                          ds_version, gpu_id)
+
