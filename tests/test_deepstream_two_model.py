@@ -63,3 +63,35 @@ def test_missing_landmark_model_is_one_line_with_the_command(two_model_run, tmp_
     with pytest.raises(FbtoolError) as e:
         emit(det, run, ds_dir=tmp_path / "ds")
     assert "holds no ONNX of it" in str(e.value) and "fbtool run --recipe" in e.value.hint
+
+
+def test_validate_reports_the_two_model_deployment(two_model_run, recipe, tmp_path):
+    """validate's two-model section on a real run: detector export + FaceMesh export (onnxruntime runs
+    the SGIE's onnx-file), the emitted configs, the Python reference on real frames."""
+    from toolchain.deepstream import emit
+    from toolchain.detector import detect_frames
+    from toolchain.export import export
+    from toolchain.frames import sample_frames
+    from toolchain.nvinfer.emulation import ReferenceParser
+    from toolchain.recipe import load_recipe
+    from toolchain.runfolder import RunFolder
+    from toolchain.runners import TorchRunner
+    from toolchain.validate.two_model import summary_lines, two_model_section
+
+    det, run, fm_dir = two_model_run
+    rf = RunFolder(run)
+    assert two_model_section(recipe, rf, [], []) is None  # one-model recipe: no section
+    assert two_model_section(det, rf, [], [])["status"] == "skipped"  # nothing emitted yet
+    export(load_recipe(det.contour.model), fm_dir)
+    emit(det, run, ds_dir=tmp_path / "ds")
+    frames = [f for _, _, f in sample_frames(["head-pose-face-detection-female-and-male.gif"], per_clip=3, step=9)]
+    ref_dets = detect_frames(frames, recipe, TorchRunner(recipe))
+    # the Python stand-in for the compiled parser (build-parser is the conformance tests' business)
+    tm = two_model_section(det, RunFolder(run), frames, ref_dets, parser=ReferenceParser(recipe))
+    assert tm["status"] == "info", tm
+    u, r = tm["vs_unrotated_reference"], tm["vs_reference"]
+    assert u["both_face"] >= 3 and u["landmark_px_mean"] < 0.6 and u["mask_iou_mean"] >= 0.9, u
+    assert r["both_face"] >= 3 and r["mask_iou_mean"] >= 0.75, r
+    text = "\n".join(summary_lines(tm))
+    print(text)
+    assert "reported, not gated" in text and "vs it unrotated" in text
