@@ -25,7 +25,6 @@ def two_model_section(recipe, run: RunFolder, frames, ref_dets, parser="compiled
         return {"status": "skipped", "reason": "no compiled parser in the run folder (run `fbtool build-parser`)"}
     from ..compare.two_model import judge, run_deployed
     from ..contours import contours_frame
-    from ..deepstream.secondary import component_params
     from ..nvinfer.emulation import NvInferEmulator
     from ..nvinfer.emulation.secondary import SecondaryEmulator
     from ..nvinfer.names import STREAMMUX_HEIGHT, STREAMMUX_WIDTH
@@ -35,7 +34,11 @@ def two_model_section(recipe, run: RunFolder, frames, ref_dets, parser="compiled
     fm = load_recipe(recipe.contour.model)
     mux = (STREAMMUX_WIDTH, STREAMMUX_HEIGHT)
     pgie = NvInferEmulator(config, parser=parser, mux=mux)
-    sgie = SecondaryEmulator(sgie, component_params(fm, recipe.contour))  # onnxruntime on the SGIE's onnx-file
+    # the components' parameters as the deepstream stage recorded them (deepstream/secondary.py)
+    params = (run.stage("deepstream") or {}).get("info", {}).get("sgie", {}).get("components")
+    if params is None:
+        return {"status": "skipped", "reason": "the deepstream stage recorded no contour parameters (run `fbtool deepstream`)"}
+    sgie = SecondaryEmulator(sgie, params)  # onnxruntime on the SGIE's onnx-file
     deployed = run_deployed(frames, pgie, sgie, mux)
     torch_fm = TorchRunner(fm)
     out = {"status": "info", "sgie_config": str(run.get(SGIE_CONFIG)), "runner": "onnxruntime (SGIE onnx-file)"}
