@@ -29,7 +29,7 @@ FLOORS: list[tuple[str, tuple[str, ...], bool]] = [
     ("stages", ("export", "surgery", "calibrate", "engine", "parser", "deepstream", "validate"), False),
     ("chain", ("chain",), True),
     ("apps", ("blur", "detect", "doctor"), True),
-    ("bench", ("bench", "bench_streams"), True),  # measures the blur app
+    ("bench", ("bench", "bench_streams", "bench_contour"), True),  # measures the blur app
     ("cli", ("cli",), True),
 ]
 STAGES = FLOORS[7][1]

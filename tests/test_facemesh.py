@@ -186,3 +186,52 @@ def test_blur_contour_facemesh_verify_passes_on_a_clip(tmp_path):
     assert "audit: PASS" in res.output and "as facemesh ovals" in res.output
     side = json.loads((tmp_path / "hp.faces.json").read_text())
     assert sum(f.get("mask", "").startswith("oval") for fr in side["frames"] for f in fr["faces"]) >= 10
+
+
+def test_two_model_chain_runs_both_models(tmp_path):
+    """`fbtool run --recipe retinaface_mnet025_facemesh`: the detector's stages in the run folder, FaceMesh's
+    in <out>/facemesh (export with a dynamic batch, checked on real face crops; surgery's landmarks layout)."""
+    import onnx
+
+    from toolchain import chain
+    from toolchain.recipe import load_recipe
+    from toolchain.runfolder import RunFolder
+
+    steps = chain.run(load_recipe("retinaface_mnet025_facemesh"), tmp_path, stop="surgery")
+    assert [(s.model, s.stage, s.run) for s in steps] == [("", "export", True), ("", "surgery", True),
+                                                         ("facemesh", "export", True), ("facemesh", "surgery", True)]
+    fm_run = RunFolder(tmp_path / "facemesh")
+    info = fm_run.stage("export")["info"]
+    assert {r["batch"] for r in info["parity"]} == {1, 4} and all(r["max_abs"] <= r["limit"] for r in info["parity"])
+    m = onnx.load(str(fm_run.model_onnx()))
+    assert [o.name for o in m.graph.output] == ["presence", "landmarks"]
+    assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert fm_run.stage("surgery")["info"]["output_layout"] == "landmarks"
+    again = chain.run(load_recipe("retinaface_mnet025_facemesh"), tmp_path, stop="surgery")
+    assert not any(s.run for s in again)  # both models' stages are fresh
+
+
+def test_landmark_calibrate_and_validate_give_one_verdict(tmp_path):
+    """FaceMesh calibrate (INT8 Q/DQ + FP16) gates each product on held-out face crops; a product that fails
+    is deleted, and validate judges the same crops with the same checks: the same verdict."""
+    from toolchain.calibrate.pipeline import calibrate
+    from toolchain.export import export
+    from toolchain.recipe import load_recipe
+    from toolchain.runfolder import FP16_ONNX, INT8_QDQ, RunFolder
+    from toolchain.validate import validate
+
+    fm = load_recipe("facemesh")
+    export(fm, tmp_path)
+    info = calibrate(fm, tmp_path, methods=("entropy",), fp16=True, frames=24)
+    run = RunFolder(tmp_path)
+    gates = {k: p["gate"] for k, p in info["products"].items()}
+    assert gates["fp16"]["passed"] and gates["fp16"]["mean_landmark_px"] < 0.1
+    assert (run.get(INT8_QDQ) is not None) == gates["int8_qdq"]["passed"]
+    assert run.get(FP16_ONNX) is not None
+    report = validate(fm, tmp_path)
+    by = {c["name"]: c for c in report["candidates"]}
+    assert by["onnx"]["status"] == "pass" and by["onnx"]["summary"]["max_landmark_px"] < 1e-2
+    assert by["fp16"]["status"] == "pass"
+    assert by["fp16"]["summary"]["mean_landmark_px"] == pytest.approx(gates["fp16"]["mean_landmark_px"])
+    assert by["int8-qdq"]["status"] == ("pass" if gates["int8_qdq"]["passed"] else "skipped")
+    assert by["engine"]["status"] == "skipped" and by["engine"]["reason"]

@@ -147,5 +147,34 @@ def model_inputs(recipe, n: int) -> np.ndarray:
     return preprocess_batch(parity_frames(recipe, n), recipe)[0]
 
 
-__all__ = ["CropSet", "face_crop_set", "model_inputs", "CROP_SIDE", "FaceContour", "contour_mask", "contours_frame", "crop_tensor", "crops_for", "cut",
-           "run_crops"]
+# Held-out crops the calibrate gate and `fbtool validate` judge a landmark model on: the same crops, so one
+# product gets one verdict (with 40 crops INT8 passed the gate and failed validate's 48 on two presence flips).
+GATE_CROPS = 48
+
+
+def run_outputs(runner, x: np.ndarray, input_name: str, batch: int = 16) -> dict[str, np.ndarray]:
+    outs: dict[str, list] = {}
+    for i in range(0, len(x), batch):
+        for k, v in runner.infer({input_name: np.ascontiguousarray(x[i:i + batch])}).items():
+            outs.setdefault(k, []).append(np.asarray(v, np.float32))
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def judge_landmarks(recipe, runner, x: np.ndarray, reference: dict[str, np.ndarray], precision: str) -> dict:
+    """Figures and verdict of one candidate runner on the crops `x` against PyTorch's `reference` outputs."""
+    from .compare.metrics import compare_landmarks
+    from .compare.policy import landmark_checks
+
+    o = recipe.outputs
+    outs = run_outputs(runner, x, recipe.input.name)
+    fig = compare_landmarks(reference, outs, o.scores, o.landmarks, recipe.thresholds.score, recipe.input.width)
+    checks = landmark_checks(fig, recipe, precision)
+    failures = [f"{c.metric} {c.value:.4f} {'<' if c.op == '>=' else '>'} {c.limit}" for c in checks if not c.ok]
+    if not fig["finite"]:
+        failures.append("outputs are not finite")
+    return dict(fig, precision=precision, runner=runner.name, limits={c.metric: c.limit for c in checks},
+                failures=failures, passed=not failures)
+
+
+__all__ = ["CROP_SIDE", "GATE_CROPS", "CropSet", "FaceContour", "contour_mask", "contours_frame", "crop_tensor",
+           "crops_for", "cut", "face_crop_set", "judge_landmarks", "model_inputs", "run_crops", "run_outputs"]

@@ -60,13 +60,14 @@ def contour_stages(engine: Engine, recipe) -> list[Stage]:
     if recipe.contour.model is None:
         return []
     from ..recipe import load_recipe
-    from ..runners import open_runner
+    from .audit import judge_runner
     from .ops.contour import ContourMasks
     from .pipeline.track import contour_stage
 
     fm = load_recipe(recipe.contour.model)
-    # FaceMesh runs where the host engine runs: PyTorch fp32 from the verified weights (a few ms a face)
-    masks = ContourMasks(recipe, fm, open_runner("torch", recipe=fm))
+    # FaceMesh on the host: onnxruntime on its ONNX exported once into the cache from the verified weights
+    # and checked against PyTorch (the audit judges' runner): 1.2 ms a face here against 12 ms in PyTorch
+    masks = ContourMasks(recipe, fm, judge_runner(fm))
     return [Stage("contour", contour_stage(masks))]
 
 

@@ -20,51 +20,22 @@ from ..errors import FbtoolError
 from ..fsutil import atomic_path, write_json
 from ..runfolder import RunFolder, fingerprint
 
-# Held-out crops the gate and `fbtool validate` judge on: the same crops, so one product gets one verdict
-# (with 40 crops INT8 passed the gate and failed validate's 48 on two presence flips).
-GATE_CROPS = 48
 
-
-def run_outputs(runner, x: np.ndarray, input_name: str, batch: int = 16) -> dict[str, np.ndarray]:
-    outs: dict[str, list] = {}
-    for i in range(0, len(x), batch):
-        for k, v in runner.infer({input_name: np.ascontiguousarray(x[i:i + batch])}).items():
-            outs.setdefault(k, []).append(np.asarray(v, np.float32))
-    return {k: np.concatenate(v) for k, v in outs.items()}
-
-
-def landmark_gate(recipe, runner, x: np.ndarray, reference: dict[str, np.ndarray], precision: str) -> dict:
-    """Figures and verdict of one candidate runner on the crops `x` against PyTorch's `reference` outputs."""
-    from ..compare.metrics import compare_landmarks
-    from ..compare.policy import landmark_checks
-
-    o = recipe.outputs
-    outs = run_outputs(runner, x, recipe.input.name)
-    fig = compare_landmarks(reference, outs, o.scores, o.landmarks, recipe.thresholds.score, recipe.input.width)
-    checks = landmark_checks(fig, recipe, precision)
-    failures = [f"{c.metric} {c.value:.4f} {'<' if c.op == '>=' else '>'} {c.limit}" for c in checks if not c.ok]
-    if not fig["finite"]:
-        failures.append("outputs are not finite")
-    return dict(fig, precision=precision, runner=runner.name, limits={c.metric: c.limit for c in checks},
-                failures=failures, passed=not failures)
-
-
-def calibrate_landmarks(recipe, out, methods, fp16: bool, sources, frames: int, eval_frames: int,
-                        trt_version: str, validation, step) -> dict:
-    from ..contours import face_crop_set
+def calibrate_landmarks(recipe, out, src: Path, folder: Path, key, methods, fp16: bool, sources, frames: int,
+                        eval_frames: int, trt_version: str, validation, step) -> dict:
+    """The run folder's landmark model `src` calibrated into `folder`; `key(base, method, primary)` names a
+    product's artifact as calibrate.pipeline does for a detector."""
+    from ..contours import GATE_CROPS, face_crop_set, judge_landmarks, run_outputs
     from ..runners import TorchRunner
     from ..trt.calib_cache import ALGORITHMS, trt_version_number, write_cache
     from .fp16 import convert_fp16
     from .gate import candidate_runner
-    from .pipeline import CALIB_DIR, _key, input_model
     from .qdq import quantize_int8
     from .stats import collect
 
     t0 = time.perf_counter()
     trt_number = trt_version_number(trt_version)
     run = RunFolder(out)
-    src = input_model(run)
-    folder = run.root / CALIB_DIR
     step(f"calibration crops ({frames}) and held-out gate crops ({GATE_CROPS})")
     cs = face_crop_set(recipe, sources, frames)
     gate_set = face_crop_set(recipe, validation, GATE_CROPS)  # eval_frames counts a detector's frames
@@ -93,7 +64,7 @@ def calibrate_landmarks(recipe, out, methods, fp16: bool, sources, frames: int, 
     def gate(key: str, path: Path, precision: str, extra: dict, companion: str | None = None) -> None:
         step(f"gate {key} on {len(gate_set)} held-out crops")
         try:
-            g = landmark_gate(recipe, candidate_runner(path), gate_set.x, reference, precision)
+            g = judge_landmarks(recipe, candidate_runner(path), gate_set.x, reference, precision)
         except BaseException:
             path.unlink(missing_ok=True)
             if companion is not None:
@@ -112,12 +83,12 @@ def calibrate_landmarks(recipe, out, methods, fp16: bool, sources, frames: int, 
     for method in methods:
         cache = write_cache(folder / f"int8_calib_{method}.cache", stats.scales(method), trt_version,
                             ALGORITHMS[method])
-        artifacts[_key("calib_cache", method, primary)] = cache
+        artifacts[key("calib_cache", method, primary)] = cache
         qdq_path = run.file(f"{src.stem}_int8_{method}.onnx")
         step(f"INT8 Q/DQ ({method}, Model Optimizer)")
         q = quantize_int8(src, cs.x, method, cache, qdq_path)
-        gate(_key("int8_qdq", method, primary), qdq_path, f"int8-{method}", {"quantization": q},
-             companion=_key("calib_cache", method, primary))
+        gate(key("int8_qdq", method, primary), qdq_path, f"int8-{method}", {"quantization": q},
+             companion=key("calib_cache", method, primary))
     if fp16:
         f16_path = run.file(f"{src.stem}_fp16.onnx")
         step("FP16 (AutoCast)")
@@ -135,4 +106,4 @@ def calibrate_landmarks(recipe, out, methods, fp16: bool, sources, frames: int, 
     return info
 
 
-__all__ = ["calibrate_landmarks", "landmark_gate", "run_outputs"]
+__all__ = ["calibrate_landmarks"]

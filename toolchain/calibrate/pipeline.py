@@ -63,8 +63,9 @@ def _calibrate(recipe, out, methods, fp16, sources, frames, eval_frames, trt_ver
     if recipe.family in LANDMARK_FAMILIES:  # FaceMesh: face crops in, landmark figures out
         from .landmarks import calibrate_landmarks
 
-        return calibrate_landmarks(recipe, out, methods, fp16, list(sources or recipe.calibration_media), frames,
-                                   eval_frames, trt_version, list(validation or recipe.validation_media), step)
+        return calibrate_landmarks(recipe, out, input_model(RunFolder(out)), RunFolder(out).root / CALIB_DIR, _key,
+                                   methods, fp16, list(sources or recipe.calibration_media), frames, eval_frames,
+                                   trt_version, list(validation or recipe.validation_media), step)
     trt_number = trt_version_number(trt_version)  # validates before any work
     run = RunFolder(out)
     src = input_model(run)

@@ -23,14 +23,13 @@ ONNX_CANDIDATES = (("onnx", "fp32", EXPORT_ONNX, "exported ONNX on onnxruntime")
 
 
 def _candidates(run: RunFolder) -> list[dict]:
-    from ..calibrate.gate import candidate_runner
     from ..runners import available, open_runner
 
     out = []
     for name, precision, art, desc in ONNX_CANDIDATES:
         path = run.get(art)
         out.append({"name": name, "precision": precision, "description": desc,
-                    "open": (lambda p=path: candidate_runner(p)) if path is not None else None,
+                    "open": (lambda p=path: open_runner("onnxruntime", p)) if path is not None else None,
                     "reason": "ok" if path is not None else f"no {art.key} artifact of {art.stage} in the run folder"})
     path = run.get(ENGINE)
     info = (run.stage("build-engine") or {}).get("info", {})
@@ -46,8 +45,7 @@ def _candidates(run: RunFolder) -> list[dict]:
 
 
 def validate_landmarks(recipe, out, only: set[str] | None = None, crops: int | None = None, media=None) -> dict:
-    from ..calibrate.landmarks import GATE_CROPS, landmark_gate, run_outputs
-    from ..contours import face_crop_set
+    from ..contours import GATE_CROPS, face_crop_set, judge_landmarks, run_outputs
     from ..runners import TorchRunner
 
     run = RunFolder(out)
@@ -73,7 +71,7 @@ def validate_landmarks(recipe, out, only: set[str] | None = None, crops: int | N
             continue
         t1 = time.perf_counter()
         try:
-            g = landmark_gate(recipe, c["open"](), cs.x, reference, c["precision"])
+            g = judge_landmarks(recipe, c["open"](), cs.x, reference, c["precision"])
         except (FbtoolError, ValueError, KeyError) as exc:
             results.append(dict(r, status="fail", reason=str(exc), breaches=[f"candidate '{c['name']}' could not run: {exc}"]))
             continue
