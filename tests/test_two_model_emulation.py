@@ -84,7 +84,8 @@ def two_model(recipe, exported, tmp_path_factory):
         return [contours_frame(f, d.boxes, d.landmarks, spec, fm, fm_runner) for f, d in zip(frames, ref_dets)]
 
     return {"frames": frames, "ref_dets": ref_dets, "deploy": deploy, "reference": reference, "mux": mux,
-            "det": det, "params": sg["components"]}
+            "det": det, "params": sg["components"], "pgie": pgie,
+            "sgie": SecondaryEmulator(sg["sgie_config"], sg["components"], runner=fm_runner)}
 
 
 def _judge(tm, deployed, rotate):
@@ -118,3 +119,47 @@ def test_a_crop_without_mediapipes_margin_is_caught(two_model):
     a tighter crop than it was trained on)."""
     s = _judge(two_model, two_model["deploy"]({**two_model["params"], "scale": 1.0}), rotate=False)
     assert not (s["landmark_px_mean"] < 0.6 and s["mask_iou_mean"] >= 0.93), s
+
+
+def test_compiled_component_agrees_with_the_emulation_on_real_facemesh_output(two_model):
+    """The C++ contour component (plugins/contour) and the emulation, on FaceMesh's real output for real
+    faces: same squares, same contour boxes, identical 32x32 masks, same fallbacks."""
+    import cv2
+    import numpy as np
+
+    from toolchain.nvinfer import contour_component as comp
+    from toolchain.nvinfer.emulation.nvinfer import _scaled
+
+    if comp.missing_reason():
+        pytest.skip(comp.missing_reason())
+    tm = two_model
+    pgie, sgie = tm["pgie"], tm["sgie"]
+    p = tm["params"]
+    mw, mh = tm["mux"]
+    checked = 0
+    for frame in tm["frames"][:3]:
+        h, w = frame.shape[:2]
+        objs = [_scaled(o, mw / w, mh / h) for o in pgie.infer([frame])[0]]
+        res = sgie.run(cv2.resize(frame, (mw, mh), interpolation=cv2.INTER_LINEAR), objs)
+        f32 = np.float32
+        lines = [f"params 1 2 {p['scale']} {p['presence_threshold']} {p['presence_is_logit']} "
+                 f"{p['landmark_scale']} {mw} {mh}"]
+        lines += ["obj 1 " + " ".join(repr(float(f32(v))) for v in (o.left, o.top, o.width, o.height)) + " 0.5"
+                  for o in objs]
+        lines += ["square", "print"]
+        outs = []
+        for k, r in enumerate(res):
+            if r.output is not None:
+                lines.append(f"tensor {k} 2 192 192 0 0 {float(f32(r.presence))!r} {{lm{len(outs)}}}")
+                outs.append(r.output)
+        lines += ["apply", "print"]
+        sq, done = comp.run_spec(lines, outs)
+        for r, s, o in zip(res, sq["objects"], done["objects"]):
+            assert tuple(s["rect"]) == r.square
+            if r.contoured:
+                assert o["rect"] == pytest.approx([r.obj.left, r.obj.top, r.obj.width, r.obj.height], abs=1e-3)
+                assert (np.array(o["mask"], np.float32).reshape(32, 32) == r.obj.mask).all()
+                checked += 1
+            else:
+                assert o["mask"] == pytest.approx([0.5 + k * 1e-4 for k in range(1024)], abs=1e-6)
+    assert checked >= 4

@@ -113,6 +113,7 @@ class ContouredObject:
     presence: float | None = None
     landmarks: np.ndarray | None = None  # [468, 2] frame pixels (None when not inferred)
     detector: object = None  # the detector's ObjectMeta, as it came out of the primary nvinfer
+    output: np.ndarray | None = None  # [468, 3] float32: FaceMesh's landmark layer as the tensor meta holds it
 
 
 class SecondaryEmulator:
@@ -184,6 +185,7 @@ class SecondaryEmulator:
             pres = np.asarray(res[by_size[1]], np.float32).reshape(len(chunk))
             lms = np.asarray(res[by_size[468 * 3]], np.float32).reshape(len(chunk), 468, 3)
             for (k, c), pr, lm in zip(chunk, pres, lms):
+                out[k].output = lm.copy()
                 presence = float(pr)
                 if p.get("presence_is_logit"):
                     presence = 1.0 / (1.0 + float(np.exp(-presence)))
