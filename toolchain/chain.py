@@ -175,7 +175,9 @@ def run(recipe, out, options: RunOptions = RunOptions(), start: str | None = Non
 
 def landmark_out(out, second) -> Path:
     """Where a two-model run keeps the landmark model's artifacts: a run folder of its own inside the run."""
-    return Path(out) / second.name
+    from .runfolder import landmark_run_dir
+
+    return landmark_run_dir(out, second.name)
 
 
 # What the landmark model's chain does not need (its SGIE is emitted with the detector's run folder).

@@ -70,13 +70,14 @@ INFER_CONFIG = Artifact("deepstream", "infer_config", "nvinfer config", ("valida
 APP_CONFIG = Artifact("deepstream", "app_config", "deepstream-app config")
 LABELS = Artifact("deepstream", "labels", "nvinfer labels file")
 BLUR_APP = Artifact("deepstream", "blur_app", "DeepStream 9.x face-blur app script")
+SGIE_CONFIG = Artifact("deepstream", "sgie_config", "the landmark model's secondary nvinfer config (two-model recipes)")
 REPORT_JSON = Artifact("validate", "report_json", "validation report (JSON)")
 REPORT_HTML = Artifact("validate", "report_html", "validation report (HTML)")
 
 ARTIFACTS: tuple[Artifact, ...] = (
     EXPORT_ONNX, SURGERY_ONNX, CALIB_SET, CALIB_DATA, CALIB_STATS, CALIB_CACHE, CALIB_CACHE_MAX, INT8_QDQ,
     INT8_QDQ_MAX, FP16_ONNX, ENGINE, ENGINE_MANIFEST, PARSER_LIB, PARSER_HARNESS, PARSER_PARAMS, INFER_CONFIG,
-    APP_CONFIG, LABELS, BLUR_APP, REPORT_JSON, REPORT_HTML,
+    APP_CONFIG, LABELS, BLUR_APP, SGIE_CONFIG, REPORT_JSON, REPORT_HTML,
 )
 # The model every stage after surgery works on: surgery's ONNX when the run has one, else export's.
 MODEL_ONNX = (SURGERY_ONNX, EXPORT_ONNX)
@@ -91,6 +92,11 @@ def fingerprint(*parts: Any) -> str:
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def landmark_run_dir(root: str | os.PathLike, model: str) -> Path:
+    """A two-model run keeps the landmark model's artifacts in a run folder of its own inside the run."""
+    return Path(root) / model
 
 
 LOCK = ".fbtool.lock"

@@ -42,7 +42,16 @@ int cmd_app(const char* path)
                          "\"gpu_id\": %u, \"config_file_path\": ",
                          g->enable, g->unique_id, g->batch_size, g->gpu_id);
   str(o, g->config_file_path);
-  g_string_append_printf(o, "}, \"osd\": {\"enable\": %d}, \"tracker\": {\"enable\": %d}",
+  g_string_append(o, "}, \"secondary_gies\": [");
+  for (guint i = 0; i < config.num_secondary_gie_sub_bins; ++i) {
+    NvDsGieConfig* sg = &config.secondary_gie_sub_bin_config[i];
+    g_string_append_printf(o, "%s{\"enable\": %d, \"unique_id\": %u, \"operate_on_gie_id\": %d, "
+                           "\"batch_size\": %u, \"config_file_path\": ", i ? ", " : "", sg->enable, sg->unique_id,
+                           sg->operate_on_gie_id, sg->batch_size);
+    str(o, sg->config_file_path);
+    g_string_append(o, "}");
+  }
+  g_string_append_printf(o, "], \"osd\": {\"enable\": %d}, \"tracker\": {\"enable\": %d}",
                          config.osd_config.enable, config.tracker_config.enable);
   g_string_append(o, ", \"sinks\": [");
   for (guint i = 0; i < config.num_sink_sub_bins; ++i) {

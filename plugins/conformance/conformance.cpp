@@ -9,6 +9,8 @@
 //   conformance keyfile FILE GROUP KEY int|bool|double|string   GLib's own reading of one key
 //   conformance app CONFIG         deepstream-app's parse_config_file (app.c)
 //   conformance postproc CONFIG SPEC  nvdsinfer post-processing + attach_metadata_detector (postproc.cpp)
+//   conformance tensormeta CONFIG SPEC  attach_tensor_output_meta between fbtool's contour components
+//                                  (tensormeta.cpp)
 //
 // NVIDIA's messages (g_printerr, the logger stub) go to stderr; the JSON goes to stdout.
 #include <cstdio>
@@ -25,6 +27,7 @@
 
 int cmd_postproc(const char* config, const char* spec_path);  // postproc.cpp
 extern "C" int cmd_app(const char* path);                     // app.c
+int cmd_tensormeta(const char* config, const char* spec_path);  // tensormeta.cpp
 
 namespace {
 
@@ -89,6 +92,11 @@ int cmd_nvinfer(const char* path)
     o += ", \"process_full_frame\": " + std::to_string(nv->process_full_frame);
     o += ", \"output_instance_mask\": " + std::to_string(nv->output_instance_mask);
     o += ", \"crop_objects_to_roi_boundary\": " + std::to_string(nv->crop_objects_to_roi_boundary);
+    // secondary (FaceMesh) keys: gst_nvinfer_process_objects / should_infer_object read these
+    o += ", \"operate_on_gie_id\": " + std::to_string(nv->operate_on_gie_id);
+    o += ", \"output_tensor_meta\": " + std::to_string(nv->output_tensor_meta);
+    o += ", \"min_input_object_wh\": [" + std::to_string(nv->min_input_object_width) + ", " +
+         std::to_string(nv->min_input_object_height) + "]";
     o += ", \"classes\": [";
     for (unsigned i = 0; p->perClassDetectionParams && i < p->numDetectedClasses; ++i) {
         const NvDsInferDetectionParams& d = p->perClassDetectionParams[i];
@@ -204,6 +212,7 @@ int main(int argc, char** argv)
     if (argc == 3 && !strcmp(argv[1], "osd")) return cmd_osd(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "app")) return cmd_app(argv[2]);
     if (argc == 4 && !strcmp(argv[1], "postproc")) return cmd_postproc(argv[2], argv[3]);
+    if (argc == 4 && !strcmp(argv[1], "tensormeta")) return cmd_tensormeta(argv[2], argv[3]);
     if (argc == 6 && !strcmp(argv[1], "keyfile")) return cmd_keyfile(argv[2], argv[3], argv[4], argv[5]);
     fprintf(stderr, "usage: conformance nvinfer CONFIG | osd VALUE | app CONFIG | postproc CONFIG SPEC | "
                     "keyfile FILE GROUP KEY TYPE\n");

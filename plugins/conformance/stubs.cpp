@@ -51,6 +51,15 @@ extern "C" void nvds_add_obj_meta_to_frame(NvDsFrameMeta* frame, NvDsObjectMeta*
     frame->obj_meta_list = g_list_append(frame->obj_meta_list, obj);
     frame->num_obj_meta++;
 }
+// ... and the user-meta pool (attach_tensor_output_meta): plain allocations, appended in call order.
+extern "C" NvDsUserMeta* nvds_acquire_user_meta_from_pool(NvDsBatchMeta*)
+{
+    return static_cast<NvDsUserMeta*>(g_malloc0(sizeof(NvDsUserMeta)));
+}
+extern "C" void nvds_add_user_meta_to_obj(NvDsObjectMeta* obj, NvDsUserMeta* meta)
+{
+    obj->obj_user_meta_list = g_list_append(obj->obj_user_meta_list, meta);
+}
 extern "C" void nvds_acquire_meta_lock(NvDsBatchMeta*) {}
 extern "C" void nvds_release_meta_lock(NvDsBatchMeta*) {}
 

@@ -61,6 +61,9 @@ def show(info: dict, precision: str, ds_version: str, t0: float) -> None:
         click.echo(f"  {key:<13} {path}")
     for w in info["warnings"]:
         click.echo(f"  {w}")
+    if info.get("sgie"):  # two-model recipe: FaceMesh as the secondary GIE (docs/deepstream.md, "Two models")
+        sg = info["sgie"]
+        click.echo(f"  FaceMesh SGIE {sg['precision']}, between the contour components: {sg['pipeline']}")
     if not info["parser_lib_exists"]:
         click.echo(f"  note: {info['parser_lib']} does not exist yet: build the parser there (docs/deepstream.md)")
     success("deepstream", t0, f"{info['ds_dir']} ({precision}, DeepStream {ds_version}, engine "

@@ -313,11 +313,19 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
         write_text(blur, blur_script(recipe, infer_path.name, gpu_id))
         blur.chmod(0o755)
         artifacts["blur_app"] = blur
+    sgie = None
+    if recipe.contour.model is not None:  # two-model recipe: FaceMesh as the secondary GIE (secondary.py)
+        from .secondary import emit_for_run
+
+        sgie = emit_for_run(recipe, run.root, target, precision, ds_version, gpu_id)
+        artifacts["sgie_config"] = Path(sgie["sgie_config"])
     info = {"precision": precision, "deepstream": ds_version, "ds_dir": str(target), "onnx": str(src.onnx),
             "engine": str(src.engine), "engine_from_manifest": src.engine_from_manifest, "batch_size": src.batch,
             "int8": "qdq" if src.strongly_typed else ("calib_cache" if src.calib_cache else None),
             "network_type": 3 if mask else 0, "parser_lib": str(lib), "parser_lib_exists": lib.is_file(),
             "warnings": [w for ws in findings.values() for w in ws]}
+    if sgie is not None:
+        info["sgie"] = sgie
     run.record("deepstream", artifacts, info,
                inputs=fingerprint(recipe.hash, precision, ds_version, str(target), src.onnx, gpu_id, mask, src.batch),
                recipe=recipe)

@@ -127,7 +127,7 @@ def build() -> Path:
     assert src is not None
     cuda, trt = cuda_includes(), tensorrt_include()
     h = hashlib.sha256()
-    for f in sorted(PLUGIN_DIR.iterdir()):
+    for f in sorted(PLUGIN_DIR.iterdir()) + sorted((PLUGIN_DIR.parent / "contour").glob("fbtool_contour.*")):
         h.update(f.name.encode() + f.read_bytes())
     h.update(repr((src, cuda, trt)).encode())
     out = _cache_root() / h.hexdigest()[:16]
@@ -210,6 +210,25 @@ def postprocess(config: str | Path, layers: dict, net: tuple[int, int, int], fra
     if "error" in out:
         raise FbtoolError(f"NVIDIA's post-processing failed: {out['error']}: {messages[-2000:]}")
     return out
+
+
+def tensor_meta_contour(config: str | Path, spec: list[str], outputs) -> dict:
+    """NVIDIA's attach_tensor_output_meta between fbtool's contour components (tensormeta.cpp): `spec`
+    lines (frame, net, params, obj), `outputs` a float32 [N, 1 + 468 * 3] array (presence, landmarks)
+    for the first N objects. Returns the objects after fbtool_contour_apply, with what the tensor
+    meta NVIDIA attached said (unique_id, letterbox flags)."""
+    import tempfile
+
+    import numpy as np
+
+    out = np.ascontiguousarray(outputs, np.float32).reshape(-1, 1 + 468 * 3)
+    with tempfile.TemporaryDirectory(prefix="fbtool-conf-") as tmp:
+        f = Path(tmp) / "outputs.bin"
+        np.concatenate([out[:, 0], out[:, 1:].reshape(-1)]).astype(np.float32).tofile(f)  # host buffer layout
+        sp = Path(tmp) / "spec.txt"
+        sp.write_text("\n".join(spec + [f"outputs {len(out)} {f}"]) + "\n")
+        got, _ = _run("tensormeta", str(Path(config).resolve()), str(sp))
+    return got
 
 
 def check_with_nvidia(path: str | Path) -> tuple[str, list[str]]:

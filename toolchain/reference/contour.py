@@ -152,3 +152,43 @@ def polygon_box_grid(polygon, box, grid: int = 32) -> np.ndarray:
     xs = x1 + (np.arange(grid, dtype=np.float64) + 0.5) * (x2 - x1) / grid
     ys = y1 + (np.arange(grid, dtype=np.float64) + 0.5) * (y2 - y1) / grid
     return points_in_polygon(polygon, xs[None, :], ys[:, None]).astype(np.float32)
+
+
+# ------------------------------------------------------------- the DeepStream components' rules
+# plugins/contour/ implements these two functions in C++ (tests/test_contour_component.py compares).
+
+def square_rect(left: float, top: float, width: float, height: float, frame_w: int, frame_h: int,
+                scale: float = 1.5) -> tuple[int, int, int, int]:
+    """The box-squaring component before the FaceMesh SGIE: MediaPipe's square crop of an object box
+    (left, top, width, height), snapped so that nvinfer crops exactly it, kept inside the frame.
+
+    side s = scale * max(w, h), floored to even (at least 2, at most the frame's even-floored short
+    side); left = 2 floor((cx - s/2) / 2 + 1/2) (the nearest even integer), clamped to
+    [0, even(frame_w) - s]; top likewise. nvinfer's crop (gstnvinfer.cpp, get_converted_buffer) rounds
+    left/top up to even and width/height down to even and crops outside the frame into a failed
+    transform, so an even, in-frame square is cropped as it is. A square that would leave the frame is
+    shifted back in (not cut): it stays square and keeps its scale, the face sits off-centre."""
+    fw, fh = int(frame_w) & ~1, int(frame_h) & ~1
+    s = 2 * int(math.floor(scale * max(float(width), float(height)) / 2.0))
+    s = min(max(s, 2), min(fw, fh))
+    cx = float(left) + float(width) / 2.0
+    cy = float(top) + float(height) / 2.0
+    x = 2 * int(math.floor((cx - s / 2.0) / 2.0 + 0.5))
+    y = 2 * int(math.floor((cy - s / 2.0) / 2.0 + 0.5))
+    return min(max(x, 0), fw - s), min(max(y, 0), fh - s), s, s
+
+
+def contour_object(polygon, presence: float, threshold: float, frame_w: int, frame_h: int, grid: int = 32):
+    """The contour component after the FaceMesh SGIE, for one face: (box, mask) or None.
+
+    With presence >= threshold: the box is the oval's bounds cut at the frame, (x1, y1, x2, y2), and
+    the mask its grid x grid cells inside the oval (polygon_box_grid). None (the caller restores the
+    detector's box and keeps the detector's mask) when FaceMesh reports no face, or the oval has no
+    area inside the frame."""
+    if not presence >= threshold:  # also NaN
+        return None
+    x1, y1, x2, y2 = polygon_bounds(polygon)
+    box = (max(x1, 0.0), max(y1, 0.0), min(x2, float(frame_w)), min(y2, float(frame_h)))
+    if not (box[2] > box[0] and box[3] > box[1]):
+        return None
+    return box, polygon_box_grid(polygon, box, grid)

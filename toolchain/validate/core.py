@@ -151,6 +151,9 @@ def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step:
         results.append(res)
         outputs[cand.name] = dets
 
+    from .two_model import two_model_section
+
+    two_model = two_model_section(recipe, run, frames, ref_dets)  # None for a one-model recipe
     report = {
         "recipe": {"name": recipe.name, "hash": recipe.hash},
         "frames": [r.label for r in refs],
@@ -159,6 +162,8 @@ def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step:
         "candidates": [r.__dict__ for r in results],
         "passed": all(r.status != "fail" for r in results) and any(r.status == "pass" for r in results),
     }
+    if two_model is not None:
+        report["two_model"] = two_model  # reported, not gated (validate/two_model.py says why)
     from .report import write_reports
 
     paths = write_reports(run, report, frames, refs, ref_dets, outputs, recipe)
@@ -195,4 +200,9 @@ def summary_table(report: dict) -> str:
         lines.append(f"{c['name']:<14}{c['precision']:<6}{c['status']:<9}{s['f1']:>7.3f}{s['mean_iou']:>7.3f}"
                      f"{s['max_landmark_px']:>8.2f}{s['mean_mask_iou']:>7.3f}{s['max_score_delta']:>9.4f}  "
                      f"{c['seconds']:.1f} s")
+    tm = report.get("two_model")
+    if tm:
+        from .two_model import summary_lines
+
+        lines += summary_lines(tm)
     return "\n".join(lines)
