@@ -197,8 +197,9 @@ def test_blur_contour_facemesh_verify_passes_on_a_clip(tmp_path):
 
 
 def test_two_model_chain_runs_both_models(tmp_path):
-    """`fbtool run --recipe retinaface_mnet025_facemesh`: the detector's stages in the run folder, FaceMesh's
-    in <out>/facemesh (export with a dynamic batch, checked on real face crops; surgery's landmarks layout)."""
+    """`fbtool run --recipe retinaface_mnet025_facemesh`: FaceMesh's stages in <out>/facemesh first (export
+    with a dynamic batch, checked on real face crops; surgery's landmarks layout), then the detector's in the
+    run folder (its deepstream and validate stages read FaceMesh's artifacts)."""
     import onnx
 
     from toolchain import chain
@@ -206,8 +207,8 @@ def test_two_model_chain_runs_both_models(tmp_path):
     from toolchain.runfolder import RunFolder
 
     steps = chain.run(load_recipe("retinaface_mnet025_facemesh"), tmp_path, stop="surgery")
-    assert [(s.model, s.stage, s.run) for s in steps] == [("", "export", True), ("", "surgery", True),
-                                                         ("facemesh", "export", True), ("facemesh", "surgery", True)]
+    assert [(s.model, s.stage, s.run) for s in steps] == [("facemesh", "export", True), ("facemesh", "surgery", True),
+                                                         ("", "export", True), ("", "surgery", True)]
     fm_run = RunFolder(tmp_path / "facemesh")
     info = fm_run.stage("export")["info"]
     assert {r["batch"] for r in info["parity"]} == {1, 4} and all(r["max_abs"] <= r["limit"] for r in info["parity"])

@@ -163,14 +163,15 @@ def run(recipe, out, options: RunOptions = RunOptions(), start: str | None = Non
     """
     tell = on_step or (lambda event, step: None)
     with run_lock(out):  # one fbtool per run folder for the whole chain (re-entrant under the CLI's)
-        steps = _run(recipe, out, options, select(start, stop), force, tell)
         from .recipe import landmark_recipe
 
+        steps: list[Step] = []
         second = landmark_recipe(recipe)
-        if second is not None:  # a two-model recipe: the same chain for the landmark model, in <out>/<its name>
+        if second is not None:  # a two-model recipe: the same chain for the landmark model, in <out>/<its name>,
+            # first: the detector's deepstream and validate stages read its ONNX and engine
             steps += _run(second, landmark_out(out, second), options, select(start, stop), force, tell,
                           model=second.name)
-        return steps
+        return steps + _run(recipe, out, options, select(start, stop), force, tell)
 
 
 def landmark_out(out, second) -> Path:
