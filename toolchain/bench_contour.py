@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,14 +37,15 @@ def hand_label_figures(labels: str | Path = LABELS, recipe_name: str = "retinafa
     from .contours import contours_frame
     from .detector import detect_batch
     from .media import read_frames
-    from .recipe import load_recipe
+    from .recipe import landmark_recipe, load_recipe
     from .reference.contour import polygon_frame_mask
     from .reference.masks import frame_mask
     from .reference.nms import iou_matrix
     from .runners import TorchRunner
 
     r = load_recipe(recipe_name)
-    fm = load_recipe(r.contour.model)
+    fm = landmark_recipe(r)
+    assert fm is not None, f"{recipe_name} names no landmark model"
     det, fmr = TorchRunner(r), TorchRunner(fm)
     rows = []
     for face in json.loads(Path(labels).read_text())["faces"]:
@@ -50,6 +53,7 @@ def hand_label_figures(labels: str | Path = LABELS, recipe_name: str = "retinafa
         h, w = frame.shape[:2]
         d = detect_batch([frame], r, det)[0]
         j = int(np.argmax(iou_matrix(np.asarray([face["detector_box"]], np.float64), d.boxes.astype(np.float64))[0]))
+        assert d.landmarks is not None  # a two-model recipe's detector has landmarks (checked on load)
         box, lm = d.boxes[j], d.landmarks[j]
         (c,) = contours_frame(frame, box[None], lm[None], r.contour, fm, fmr)
         hand = polygon_frame_mask(np.asarray(face["polygon"]), h, w)
@@ -90,13 +94,13 @@ def _time(fn, repeats: int, sync=None) -> float:
     return float(np.median(ts))
 
 
-def _runners(fm, onnx: Path | None, device: str) -> list[tuple[str, object, object]]:
+def _runners(fm, onnx: Path | None, device: str) -> list[tuple[str, Callable[[np.ndarray], Any], Any]]:
     """(name, infer(x) callable, sync) for every runtime that runs here."""
     import torch
 
     from .models import build_model
 
-    out = []
+    out: list[tuple[str, Callable[[np.ndarray], Any], Any]] = []
     for dev in (["cpu"] + (["cuda"] if device == "cuda" and torch.cuda.is_available() else [])):
         for dtype in ([torch.float32] + ([torch.float16] if dev == "cuda" else [])):
             model = build_model(fm).to(dev, dtype).eval()
@@ -116,8 +120,11 @@ def _runners(fm, onnx: Path | None, device: str) -> list[tuple[str, object, obje
         for p in provs:
             sess = ort.InferenceSession(str(onnx), providers=p)
             name = sess.get_inputs()[0].name
-            out.append((f"onnxruntime-{'cuda' if 'CUDA' in p[0] else 'cpu'}",
-                        lambda x, sess=sess, name=name: sess.run(None, {name: x}), None))
+
+            def run_ort(x, sess=sess, name=name):
+                return sess.run(None, {name: x})
+
+            out.append((f"onnxruntime-{'cuda' if 'CUDA' in p[0] else 'cpu'}", run_ort, None))
     return out
 
 

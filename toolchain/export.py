@@ -96,7 +96,7 @@ def _torch_export(model, recipe: Recipe, path: Path, exporter: str, opset: int) 
             dim = torch.export.Dim("batch", min=1, max=max(inp.batch.max, 2))
             shape = {0: dim}
             if inp.dynamic_hw:
-                stride = max(recipe.anchors.steps)
+                stride = max(recipe.anchors.steps) if recipe.anchors else 32
                 shape[2] = stride * torch.export.Dim("h32", min=1, max=4096 // stride)
                 shape[3] = stride * torch.export.Dim("w32", min=1, max=4096 // stride)
             torch.onnx.export(model, (dummy,), str(path), dynamo=True, opset_version=opset,

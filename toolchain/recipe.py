@@ -329,19 +329,21 @@ def _check(r: Recipe) -> None:
 
 
 def _check_anchors(r: Recipe, bad) -> None:
-    if r.anchors is None:
+    a = r.anchors
+    if a is None:
         bad("anchors", "is required for a detector")
-    if not r.anchors.steps:
+        return
+    if not a.steps:
         bad("anchors.steps", "must list at least one stride")
-    if len(r.anchors.steps) != len(r.anchors.min_sizes):
+    if len(a.steps) != len(a.min_sizes):
         bad("anchors.min_sizes", "needs one list per entry of anchors.steps")
-    if any(s <= 0 for s in r.anchors.steps):
+    if any(s <= 0 for s in a.steps):
         bad("anchors.steps", "must be positive")
-    if any(not row or any(m <= 0 for m in row) for row in r.anchors.min_sizes):
+    if any(not row or any(m <= 0 for m in row) for row in a.min_sizes):
         bad("anchors.min_sizes", "every size must be positive")
-    if len(r.anchors.variance) != 2:
+    if len(a.variance) != 2:
         bad("anchors.variance", "must have 2 values")
-    if any(v <= 0 for v in r.anchors.variance):
+    if any(v <= 0 for v in a.variance):
         bad("anchors.variance", "must be positive")
 
 

@@ -44,8 +44,8 @@ def calibrate_landmarks(recipe, out, src: Path, folder: Path, key, methods, fp16
                           "calibration and accuracy-gate crops must come from different clips")
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "calib_set.npy") as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, cs.x)
+        with open(tmp, "wb") as fh:
+            np.save(fh, cs.x)
     write_json(folder / "calib_manifest.json", {"kind": "face crops", "recipe": recipe.name,
                                                 "crops": [{"source": s, "frame": i} for s, i in cs.where]})
     step(f"activation statistics ({len(cs)} crops, 2 passes)")

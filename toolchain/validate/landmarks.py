@@ -9,7 +9,9 @@ applies. A candidate that cannot run here (a TensorRT engine on this CPU machine
 from __future__ import annotations
 
 import html
+import os
 import time
+from typing import Any
 
 from ..errors import FbtoolError
 from ..fsutil import write_json, write_text
@@ -22,10 +24,10 @@ ONNX_CANDIDATES = (("onnx", "fp32", EXPORT_ONNX, "exported ONNX on onnxruntime")
                    ("fp16", "fp16", FP16_ONNX, "FP16 (AutoCast) ONNX on onnxruntime"))
 
 
-def _candidates(run: RunFolder) -> list[dict]:
+def _candidates(run: RunFolder) -> list[dict[str, Any]]:
     from ..runners import available, open_runner
 
-    out = []
+    out: list[dict[str, Any]] = []
     for name, precision, art, desc in ONNX_CANDIDATES:
         path = run.get(art)
         out.append({"name": name, "precision": precision, "description": desc,
@@ -85,7 +87,7 @@ def validate_landmarks(recipe, out, only: set[str] | None = None, crops: int | N
               "reference": {"runner": "torch-cpu fp32", "seconds": round(ref_seconds, 2), "faces": len(cs)},
               "candidates": results,
               "passed": all(r["status"] != "fail" for r in results) and any(r["status"] == "pass" for r in results)}
-    paths = {"report_json": run.file("report.json"), "report_html": run.file("report.html")}
+    paths: dict[str, str | os.PathLike] = {"report_json": run.file("report.json"), "report_html": run.file("report.html")}
     write_json(paths["report_json"], report)
     write_text(paths["report_html"], _html(report))
     report["files"] = {k: str(v) for k, v in paths.items()}
