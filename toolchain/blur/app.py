@@ -66,7 +66,7 @@ def contour_stages(engine: Engine, recipe) -> list[Stage]:
 
     fm = landmark_recipe(recipe)
     # FaceMesh on the host: onnxruntime on its ONNX exported once into the cache from the verified weights
-    # and checked against PyTorch (the audit judges' runner): 1.2 ms a face here against 12 ms in PyTorch
+    # and checked against PyTorch (the audit judges' runner): ~1 ms a face on the 2-core CPU, 2-3x less than PyTorch
     masks = ContourMasks(recipe, fm, judge_runner(fm))
     return [Stage("contour", contour_stage(masks))]
 
