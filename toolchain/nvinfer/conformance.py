@@ -40,6 +40,7 @@ class Sources:
     nvdsosd: Path
     app_common: Path
     app: Path
+    gst_plugins: Path | None = None  # gst-nvtracker/, gst-nvdsvideotemplate/ (fbtool's DeepStream blur)
 
     def files(self) -> list[Path]:
         return [self.nvinfer / "gstnvinfer_property_parser.cpp", self.nvinfer / "gstnvinfer.cpp",
@@ -57,11 +58,13 @@ def find_sources() -> Sources | None:
         s = Path(root) / "sources"
         candidates.append(Sources(f"DeepStream host sources ({s})", s / "includes", s / "gst-plugins" / "gst-nvinfer",
                                   s / "libs" / "nvdsinfer", s / "gst-plugins" / "gst-nvdsosd",
-                                  s / "apps" / "apps-common", s / "apps" / "sample_apps" / "deepstream-app"))
+                                  s / "apps" / "apps-common", s / "apps" / "sample_apps" / "deepstream-app",
+                                  s / "gst-plugins"))
     s = SHARED_DS
     candidates.append(Sources(f"NVIDIA DeepStream 9.1 sources ({s})", s / "includes", s / "src" / "gst-plugins" / "gst-nvinfer",
                               s / "src" / "utils" / "nvdsinfer", s / "src" / "gst-plugins" / "gst-nvdsosd",
-                              s / "src" / "apps" / "common", s / "src" / "apps" / "sample_apps" / "deepstream-app"))
+                              s / "src" / "apps" / "common", s / "src" / "apps" / "sample_apps" / "deepstream-app",
+                              s / "src" / "gst-plugins"))
     for c in candidates:
         if all(f.is_file() for f in c.files()):
             return c
