@@ -29,6 +29,7 @@ from ..errors import FbtoolError
 from ..fsutil import write_text
 from ..nvinfer import keys
 from ..nvinfer.keyfile import render
+from ..nvinfer.names import DSBLUR_LIB as DSBLUR_LIB_NAME
 from ..nvinfer.names import (
     NETWORK_MODE,
     PARSE_BBOX_FUNC,
@@ -39,7 +40,7 @@ from ..nvinfer.names import (
     STREAMMUX_WIDTH,
 )
 from ..recipe import Recipe
-from ..runfolder import CALIB_CACHE, ENGINE, ENGINE_MANIFEST, INT8_QDQ, RunFolder, fingerprint
+from ..runfolder import CALIB_CACHE, DSBLUR_LIB, ENGINE, ENGINE_MANIFEST, INT8_QDQ, RunFolder, fingerprint
 from ..runfolder import PARSER_LIB as PARSER_LIB_ART
 
 # nvdsosd/nvinfer threshold on the mask probabilities: the reference ellipse edge is exactly 0.5
@@ -269,6 +270,7 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
          ds_dir: str | Path | None = None, gpu_id: int = 0, mask: bool = True, batch: int | None = None,
          input_uri: str | None = None) -> dict:
     """Write the DeepStream files for the run folder `out`; record them under stage "deepstream"."""
+    from . import tracker
     from .app import app_groups, blur_script, supports_mask_blur
 
     if ds_version not in keys.versions():
@@ -290,7 +292,8 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
 
     infer_text = render(infer_groups(recipe, src, precision, ds_version, labels_path, lib, gpu_id, mask),
                         header(recipe, ds_version, precision, "Gst-nvinfer config"))
-    app_text = render(app_groups(recipe, infer_path.name, src.batch, gpu_id, input_uri),
+    blur_app = mask and supports_mask_blur(ds_version)
+    app_text = render(app_groups(recipe, infer_path.name, src.batch, gpu_id, input_uri, with_tracker=blur_app),
                       header(recipe, ds_version, precision, "deepstream-app config"))
     from ..nvinfer.keyfile import parse
 
@@ -302,24 +305,33 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
 
     labels = src.meta.get("labels", list(recipe.labels))
     outputs = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path,
-               "blur_app": target / f"run_blur_{recipe.name}.sh"}
+               "blur_app": target / f"run_blur_{recipe.name}.sh", "tracker_config": target / tracker.LL_CONFIG_NAME}
     _check_outputs(outputs, target, src, lib, labels)
     write_text(labels_path, "\n".join(labels) + "\n")
     write_text(infer_path, infer_text)
     write_text(app_path, app_text)
     artifacts: dict[str, str | os.PathLike] = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path}
-    if mask and supports_mask_blur(ds_version):
+    dsblur = run.get(DSBLUR_LIB)
+    if blur_app:
+        # fbtool's blur library: the one `fbtool build-parser --dsblur` built (a DeepStream host), else
+        # the name the script looks up beside itself (docs/deepstream.md)
+        trk = outputs["tracker_config"]
+        write_text(trk, tracker.ll_config(recipe.blur.hold, recipe.blur.track_iou))
         blur = outputs["blur_app"]
-        write_text(blur, blur_script(recipe, infer_path.name, gpu_id))
+        write_text(blur, blur_script(recipe, infer_path.name, gpu_id, str(dsblur.resolve()) if dsblur else DSBLUR_LIB_NAME))
         blur.chmod(0o755)
         artifacts["blur_app"] = blur
+        artifacts["tracker_config"] = trk
     info = {"precision": precision, "deepstream": ds_version, "ds_dir": str(target), "onnx": str(src.onnx),
             "engine": str(src.engine), "engine_from_manifest": src.engine_from_manifest, "batch_size": src.batch,
             "int8": "qdq" if src.strongly_typed else ("calib_cache" if src.calib_cache else None),
             "network_type": 3 if mask else 0, "parser_lib": str(lib), "parser_lib_exists": lib.is_file(),
+            "dsblur_lib": str(dsblur.resolve() if dsblur else target / DSBLUR_LIB_NAME) if blur_app else None,
+            "hold": recipe.blur.hold if blur_app else None,
             "warnings": [w for ws in findings.values() for w in ws]}
     run.record("deepstream", artifacts, info,
-               inputs=fingerprint(recipe.hash, precision, ds_version, str(target), src.onnx, gpu_id, mask, src.batch),
+               inputs=fingerprint(recipe.hash, precision, ds_version, str(target), src.onnx, gpu_id, mask, src.batch,
+                                  recipe.blur.hold, recipe.blur.track_iou, str(dsblur)),
                recipe=recipe)
     info["files"] = {k: str(v) for k, v in artifacts.items()}
     return info

@@ -237,3 +237,21 @@ def check_with_nvidia(path: str | Path) -> tuple[str, list[str]]:
         used = f"deepstream-app's parse_config_file from {src.label if src else '?'}"
         errs = [] if got["parsed"] else [ln for ln in messages.splitlines() if ln.strip()] or ["parse_config_file returned FALSE"]
     return used, errs
+
+
+def gst_properties(element_source: str | Path) -> dict[str, str]:
+    """The GObject properties an element's source installs (g_param_spec_<type>("name", ...)): name -> type.
+    Read from the text: nvtracker and nvdsvideotemplate link closed libraries, so they are not compiled here."""
+    import re
+
+    text = Path(element_source).read_text(errors="replace")
+    return {m.group(2): m.group(1) for m in re.finditer(r'g_param_spec_(\w+)\s*\(\s*"([^"]+)"', text)}
+
+
+def element_source(element: str) -> Path | None:
+    """gst-<element>/gst<element>.cpp of the found sources (nvtracker, nvdsvideotemplate), or None."""
+    src = find_sources()
+    if src is None or src.gst_plugins is None:
+        return None
+    p = src.gst_plugins / f"gst-{element}" / f"gst{element}.cpp"
+    return p if p.is_file() else None
