@@ -76,7 +76,7 @@ def test_script_sets_only_properties_the_elements_install(emitted):
                 elif kind == "boolean":
                     assert v in ("0", "1", "true", "false"), (element, k, v)
     # gstnvdsvideotemplate.cpp appends one Property per customlib-props setting; repeated settings add up
-    assert len(_element_props(script, "nvdsvideotemplate")["customlib-props"]) == 3
+    assert len(_element_props(script, "nvdsvideotemplate")["customlib-props"]) == 4
 
 
 @needs_source
@@ -89,8 +89,8 @@ def test_customlib_props_are_what_the_library_reads(emitted, recipe):
     known = set(re.findall(r'prop\.key == "([^"]+)"', (DSBLUR_DIR / "customlib.cpp").read_text()))
     props = dict(v.split(":", 1) for v in _element_props(open(out["files"]["blur_app"]).read(),
                                                           "nvdsvideotemplate")["customlib-props"])
-    assert set(props) <= known and set(props) == {"hold", "classes", "gie-id"}
-    assert int(props["hold"]) == recipe.blur.hold
+    assert set(props) <= known and set(props) == {"hold", "mask-scale", "classes", "gie-id"}
+    assert int(props["hold"]) == recipe.blur.hold and float(props["mask-scale"]) == recipe.blur.mask_scale
     assert [int(c) for c in props["classes"].split(";")] == list(range(len(recipe.labels)))
 
 
@@ -139,11 +139,21 @@ def test_deepstream_app_reads_the_tracker_group(emitted, recipe):
 
 
 @needs_nvidia
-def test_blur_library_gie_is_the_nvinfer_of_the_pipeline(emitted):
-    """The gie-id the blur library filters on is the gie-unique-id Gst-nvinfer's own parser reads."""
-    out, _ = emitted
-    nv, _ = conformance.parse_nvinfer_config(out["files"]["infer_config"])
-    props = dict(v.split(":", 1) for v in _element_props(open(out["files"]["blur_app"]).read(),
-                                                          "nvdsvideotemplate")["customlib-props"])
-    assert int(props["gie-id"]) == nv["uniqueID"]
-    assert max(int(c) for c in props["classes"].split(";")) < nv["numDetectedClasses"]
+def test_blur_app_nvinfer_is_recall_first_and_named_by_the_library(emitted, recipe):
+    """The blur app's own nvinfer config (the one the script loads), read by Gst-nvinfer's parser: the
+    same as the validation config but for pre-cluster-threshold = blur.score; its gie-unique-id is the
+    gie-id the blur library filters on."""
+    out, ds = emitted
+    script = open(out["files"]["blur_app"]).read()
+    loaded = re.search(r'nvinfer config-file-path="\$HERE/"(\S+)', script).group(1)
+    assert ds / loaded == __import__("pathlib").Path(out["files"]["blur_infer_config"])
+    blur_nv, messages = conformance.parse_nvinfer_config(out["files"]["blur_infer_config"])
+    assert blur_nv["parsed"] and conformance.unknown_keys(messages) == []
+    val_nv, _ = conformance.parse_nvinfer_config(out["files"]["infer_config"])
+    assert [c["preClusterThreshold"] for c in blur_nv["classes"]] == pytest.approx([recipe.blur.score] * len(recipe.labels))
+    assert [c["preClusterThreshold"] for c in val_nv["classes"]] == pytest.approx([recipe.thresholds.score] * len(recipe.labels))
+    strip = {"classes"}
+    assert {k: v for k, v in blur_nv.items() if k not in strip} == {k: v for k, v in val_nv.items() if k not in strip}
+    props = dict(v.split(":", 1) for v in _element_props(script, "nvdsvideotemplate")["customlib-props"])
+    assert int(props["gie-id"]) == blur_nv["uniqueID"]
+    assert max(int(c) for c in props["classes"].split(";")) < blur_nv["numDetectedClasses"]

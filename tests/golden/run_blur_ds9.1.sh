@@ -23,12 +23,12 @@ ENCODER="${ENCODER:-x264enc}"
 gst-launch-1.0 -e \
   uridecodebin uri="$INPUT" ! mux.sink_0 \
   nvstreammux name=mux gpu-id=0 batch-size=1 width=1920 height=1080 batched-push-timeout=40000 ! \
-  nvinfer config-file-path="$HERE/"config_infer_primary_retinaface_mnet025.txt ! \
+  nvinfer config-file-path="$HERE/"config_infer_blur_retinaface_mnet025.txt ! \
   nvtracker gpu-id=0 ll-lib-file="$DS_ROOT/lib/libnvds_nvmultiobjecttracker.so" ll-config-file="$HERE/"config_tracker_fbtool_iou.yml \
     tracker-width=640 tracker-height=384 tracking-id-reset-mode=1 operate-on-class-ids=0 display-tracking-id=0 ! \
   nvvideoconvert gpu-id=0 ! 'video/x-raw(memory:NVMM),format=RGBA' ! \
   nvdsvideotemplate gpu-id=0 customlib-name="$DSBLUR_LIB" \
-    customlib-props=hold:12 customlib-props=classes:0 customlib-props=gie-id:1 ! \
+    customlib-props=hold:12 customlib-props=mask-scale:1.3 customlib-props=classes:0 customlib-props=gie-id:1 ! \
   nvvideoconvert gpu-id=0 ! 'video/x-raw,format=I420' ! $ENCODER ! h264parse ! qtmux ! \
   filesink location="$OUTPUT"
 echo "blurred video: $OUTPUT"

@@ -96,10 +96,12 @@ def blur_gie_class_ids(gie_id: int, num_classes: int) -> str:
     return ";".join(f"{gie_id},{c}" for c in range(num_classes))
 
 
-def dsblur_props(hold: int, gie_id: int, num_classes: int) -> list[tuple[str, str]]:
-    """customlib-props of fbtool's blur library (plugins/dsblur/customlib.cpp, SetProperty): the hold is
-    `fbtool blur`'s (recipe blur.hold), the classes and gie those nvinfer emits."""
-    return [("hold", str(int(hold))), ("classes", tracker.class_ids(num_classes)), ("gie-id", str(int(gie_id)))]
+def dsblur_props(recipe: Recipe, gie_id: int) -> list[tuple[str, str]]:
+    """customlib-props of fbtool's blur library (plugins/dsblur/customlib.cpp, SetProperty): the hold and
+    the mask scale are `fbtool blur`'s (recipe blur.hold, blur.mask_scale), the classes and gie those
+    nvinfer emits."""
+    return [("hold", str(int(recipe.blur.hold))), ("mask-scale", repr(float(recipe.blur.mask_scale))),
+            ("classes", tracker.class_ids(len(recipe.labels))), ("gie-id", str(int(gie_id)))]
 
 
 def blur_script(recipe: Recipe, infer_config: str, gpu_id: int = 0, dsblur_lib: str = DSBLUR_LIB) -> str:
@@ -111,7 +113,7 @@ def blur_script(recipe: Recipe, infer_config: str, gpu_id: int = 0, dsblur_lib: 
     trk = " ".join(f"{k}={shlex.quote(str(v))}" for k, v, _ in tracker.element_properties(len(recipe.labels), "LL", gpu_id)
                    if k not in ("ll-lib-file", "ll-config-file", "gpu-id"))
     props = " ".join(f"customlib-props={shlex.quote(f'{k}:{v}')}"
-                     for k, v in dsblur_props(recipe.blur.hold, GIE_ID, len(recipe.labels)))
+                     for k, v in dsblur_props(recipe, GIE_ID))
     lib = shlex.quote(str(dsblur_lib))
     return f"""#!/usr/bin/env bash
 # Face blur for {_comment(recipe.name)} with DeepStream 9.x: nvinfer (instance masks from the fbtool parser)

@@ -58,6 +58,10 @@ def infer_config_name(model: str) -> str:
     return f"config_infer_primary_{model}.txt"
 
 
+def blur_infer_config_name(model: str) -> str:
+    return f"config_infer_blur_{model}.txt"
+
+
 def nvinfer_mode(precision: str, strongly_typed: bool) -> str:
     """The network-mode nvinfer gets: FP32 (no precision flag) for a strongly typed Q/DQ ONNX."""
     return "fp32" if strongly_typed else precision
@@ -177,7 +181,9 @@ def parser_lib(run: RunFolder, ds_dir: Path) -> tuple[Path, int | None]:
 
 
 def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, labels_path: Path, lib: Path,
-                 gpu_id: int = 0, mask: bool = True) -> list:
+                 gpu_id: int = 0, mask: bool = True, blur: bool = False) -> list:
+    """`blur`: the blur app's config, recall first: pre-cluster-threshold is `fbtool blur`'s blur.score
+    (a face the validation threshold drops stays sharp; measured in docs/deepstream.md)."""
     inp, pre = src.meta["input"], src.meta["preprocess"]
     t = recipe.thresholds
     labels = src.meta.get("labels", list(recipe.labels))
@@ -228,7 +234,8 @@ def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, 
             ("cluster-mode", 2, "NMS"),
         ]
     attrs = [
-        ("pre-cluster-threshold", float(t.score), "recipe thresholds.score"),
+        ("pre-cluster-threshold", float(recipe.blur.score) if blur else float(t.score),
+         "recipe blur.score: recall first, as `fbtool blur`" if blur else "recipe thresholds.score"),
         ("nms-iou-threshold", float(t.nms_iou),
          "recipe thresholds.nms_iou" + (" (applied inside the parser; nvinfer ignores it with cluster-mode=4)"
                                          if mask else "")),
@@ -283,6 +290,7 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
     labels_path = target / "labels.txt"
     infer_path = target / infer_config_name(recipe.name)
     app_path = target / f"deepstream_app_{recipe.name}.txt"
+    blur_infer_path = target / blur_infer_config_name(recipe.name)
     lib, lib_major = parser_lib(run, target)
     ds_major = keys._vt(ds_version)[0]
     if lib_major is not None and (lib_major >= 9) != (ds_major >= 9):
@@ -293,19 +301,23 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
     infer_text = render(infer_groups(recipe, src, precision, ds_version, labels_path, lib, gpu_id, mask),
                         header(recipe, ds_version, precision, "Gst-nvinfer config"))
     blur_app = mask and supports_mask_blur(ds_version)
+    blur_infer_text = render(infer_groups(recipe, src, precision, ds_version, labels_path, lib, gpu_id, mask, blur=True),
+                             header(recipe, ds_version, precision, "Gst-nvinfer config of the blur app"))
     app_text = render(app_groups(recipe, infer_path.name, src.batch, gpu_id, input_uri, with_tracker=blur_app),
                       header(recipe, ds_version, precision, "deepstream-app config"))
     from ..nvinfer.keyfile import parse
 
     findings = {}
-    for path, text, kind in ((infer_path, infer_text, "nvinfer"), (app_path, app_text, "deepstream_app")):
+    checked = [(infer_path, infer_text, "nvinfer"), (app_path, app_text, "deepstream_app")]
+    for path, text, kind in checked + ([(blur_infer_path, blur_infer_text, "nvinfer")] if blur_app else []):
         f = keys.check(parse(text, str(path)), ds_version, kind)
         keys.ensure_valid(f, str(path))
         findings[path.name] = [str(x) for x in f]
 
     labels = src.meta.get("labels", list(recipe.labels))
     outputs = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path,
-               "blur_app": target / f"run_blur_{recipe.name}.sh", "tracker_config": target / tracker.LL_CONFIG_NAME}
+               "blur_app": target / f"run_blur_{recipe.name}.sh", "tracker_config": target / tracker.LL_CONFIG_NAME,
+               "blur_infer_config": blur_infer_path}
     _check_outputs(outputs, target, src, lib, labels)
     write_text(labels_path, "\n".join(labels) + "\n")
     write_text(infer_path, infer_text)
@@ -317,11 +329,12 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
         # the name the script looks up beside itself (docs/deepstream.md)
         trk = outputs["tracker_config"]
         write_text(trk, tracker.ll_config(recipe.blur.hold, recipe.blur.track_iou))
+        write_text(blur_infer_path, blur_infer_text)
         blur = outputs["blur_app"]
-        write_text(blur, blur_script(recipe, infer_path.name, gpu_id, str(dsblur.resolve()) if dsblur else DSBLUR_LIB_NAME))
+        write_text(blur, blur_script(recipe, blur_infer_path.name, gpu_id,
+                                     str(dsblur.resolve()) if dsblur else DSBLUR_LIB_NAME))
         blur.chmod(0o755)
-        artifacts["blur_app"] = blur
-        artifacts["tracker_config"] = trk
+        artifacts.update({"blur_app": blur, "tracker_config": trk, "blur_infer_config": blur_infer_path})
     info = {"precision": precision, "deepstream": ds_version, "ds_dir": str(target), "onnx": str(src.onnx),
             "engine": str(src.engine), "engine_from_manifest": src.engine_from_manifest, "batch_size": src.batch,
             "int8": "qdq" if src.strongly_typed else ("calib_cache" if src.calib_cache else None),
@@ -331,7 +344,8 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
             "warnings": [w for ws in findings.values() for w in ws]}
     run.record("deepstream", artifacts, info,
                inputs=fingerprint(recipe.hash, precision, ds_version, str(target), src.onnx, gpu_id, mask, src.batch,
-                                  recipe.blur.hold, recipe.blur.track_iou, str(dsblur)),
+                                  recipe.blur.hold, recipe.blur.track_iou, recipe.blur.score, recipe.blur.mask_scale,
+                                  str(dsblur)),
                recipe=recipe)
     info["files"] = {k: str(v) for k, v in artifacts.items()}
     return info
