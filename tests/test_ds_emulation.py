@@ -104,3 +104,17 @@ def test_validate_judges_the_deepstream_pixels_of_the_nvinfer_candidate(recipe, 
     report = validate(recipe, run, only={"nvinfer"}, per_clip=2, step=5, media=[CLIP], pixels=pixels)
     (c,) = report["candidates"]
     assert c["status"] == "fail" and any("DeepStream blur app" in b for b in c["breaches"])
+
+
+def test_build_parser_dsblur_needs_a_deepstream_host(tmp_path):
+    """Without DeepStream's headers and libraries: one line with a hint, and nothing built or recorded."""
+    from click.testing import CliRunner
+
+    from toolchain.cli import cli
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["build-parser", "-o", str(out), "--dsblur", "--deepstream-root", str(tmp_path / "nods")])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: DeepStream's headers are not at") and "hint:" in lines[0]
+    assert not (out / "parser").exists() and not (out / "dsblur").exists()
