@@ -21,7 +21,7 @@ from ..nvinfer.names import deepstream_root as deepstream_root_path
 from .build import PLUGINS, _first_error, _make_dir, _run_make, _tool, exported_symbols
 
 DSBLUR = PLUGINS / "dsblur"
-DS_LIBS = ("libnvds_meta.so", "libnvdsgst_meta.so", "libnvdsgst_helper.so", "libnvbufsurface.so")
+DS_LIBS = ("libnvds_meta.so", "libnvdsgst_meta.so", "libnvdsgst_helper.so", "libnvbufsurface.so", "libnvdsbufferpool.so")
 
 
 def _nvcc() -> str:
