@@ -40,7 +40,6 @@ MOSAIC = ("classroom.gif", "face-demographics-walking.gif", "face-demographics-w
           "people-detection.gif", "worker-zone-detection.gif", "one-by-one-person-detection.mp4", "classroom.gif")
 PER_SET = 6
 CLASSES = (("tiny", 0, 32), ("small", 32, 96), ("large", 96, math.inf))  # short side, frame pixels
-GROW = 1.3  # recipe blur.mask_scale: the same ellipse grown about its centre (box grown, mask grid kept)
 
 
 def size_class(box) -> str:
@@ -79,10 +78,11 @@ def digest(frs) -> str:
     return h.hexdigest()[:16]
 
 
-def grown(objs, s: float = GROW):
-    """Each object's box grown by s about its centre; the mask grid stays: the contour grows with it."""
-    from toolchain.blur.ops.dsblur import DsBlurObject
+def grown(objs, s: float | None = None):
+    """Each object's box grown by s (dsblur.GROW) about its centre; the mask grid stays: the contour grows."""
+    from toolchain.blur.ops.dsblur import GROW, DsBlurObject
 
+    s = GROW if s is None else s
     return [DsBlurObject(o.left + o.width * (1 - s) / 2, o.top + o.height * (1 - s) / 2, o.width * s,
                          o.height * s, o.mask) for o in objs]
 
@@ -203,11 +203,11 @@ def twin(args) -> None:
 
     data = np.load(Path(args.data) / "data.npz", allow_pickle=True)
     frs = frames(data)
-    out = {"rgba": [], "rgba_grown": [], "y": [], "uv": []}
+    out = {"rgba": [], "rgba_g1": [], "y": [], "uv": []}
     for i, bgr in enumerate(frs):
         objs = objects_of(data, i)
         out["rgba"].append(dsblur.blur_frame(bgr, objs) ^ bgr)
-        out["rgba_grown"].append(dsblur.blur_frame(bgr, grown(objs)) ^ bgr)
+        out["rgba_g1"].append(dsblur.blur_frame(bgr, objs, grow=1.0) ^ bgr)
         y, uv = to_nv12(bgr)
         ry, ruv = dsblur.blur_nv12(y, uv, objs)
         out["y"].append(ry.numpy() ^ y)
@@ -232,6 +232,7 @@ def device(args) -> None:
     print(json.dumps(res), flush=True)
     lib = Path(args.lib)
     ds = _lib(lib / "libfbtool_dsblur.so")
+    ds1 = _lib(lib / "libfbtool_dsblur_g1.so")  # the same kernel without the margin
     nv = _lib(lib / "libnvcheck.so")
     stream = torch.cuda.current_stream()
     sp = ctypes.c_void_p(stream.cuda_stream)
@@ -267,9 +268,9 @@ def device(args) -> None:
     res["conversion"] = conv
 
     # 2. the blurs on pitched surfaces.
-    methods = {"nvidia": [], "nvidia_grown": [], "fbtool": [], "fbtool_grown": []}
+    methods = {"nvidia": [], "nvidia_grown": [], "fbtool": [], "fbtool_g1": []}
     refs = np.load(Path(args.data) / "twin.npz")  # the torch twin's outputs (step `twin`, CPU)
-    twin = {k: [0, 0, 0] for k in ("rgba", "rgba_grown", "nv12_y", "nv12_uv")}  # pixels differing, max, pixels
+    twin = {k: [0, 0, 0] for k in ("rgba", "rgba_g1", "nv12_y", "nv12_uv")}  # pixels differing, max, pixels
     times = {"nvidia_rgba": [], "fbtool_rgba": [], "fbtool_nv12": []}
     ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     pitch4 = -(-W * 4 // 512) * 512 + 512
@@ -277,8 +278,7 @@ def device(args) -> None:
     for i, bgr in enumerate(frs):
         objs = objects_of(data, i)
         rgba = np.concatenate([bgr, np.full_like(bgr[..., :1], 255)], -1)  # channel order does not matter
-        for name, ob in (("nvidia", objs), ("nvidia_grown", grown(objs)), ("fbtool", objs),
-                         ("fbtool_grown", grown(objs))):
+        for name, ob in (("nvidia", objs), ("nvidia_grown", grown(objs)), ("fbtool", objs), ("fbtool_g1", objs)):
             arr, keep = _c_objects(ob)
             surf = _pitched(torch, rgba, pitch4)
             torch.cuda.synchronize()
@@ -286,7 +286,8 @@ def device(args) -> None:
             if name.startswith("nvidia"):
                 rc = nv.nvcheck_osd_blur(ctypes.c_void_p(surf.data_ptr()), None, W, pitch4, H, 0, arr, len(ob), sp)
             else:
-                rc = ds.fbtool_dsblur_rgba(ctypes.c_void_p(surf.data_ptr()), pitch4, W, H, arr, len(ob), sp)
+                rc = (ds if name == "fbtool" else ds1).fbtool_dsblur_rgba(ctypes.c_void_p(surf.data_ptr()), pitch4,
+                                                                          W, H, arr, len(ob), sp)
             ev1.record(stream)
             torch.cuda.synchronize()
             assert rc == 0, (name, rc)
@@ -297,9 +298,9 @@ def device(args) -> None:
             assert bool((pad == 0xA5).all()), f"{name} wrote into the pitch padding"
             methods[name].append(np.bitwise_xor(got[..., :3], bgr))
             if name.startswith("fbtool"):
-                ref = bgr ^ refs["rgba" if name == "fbtool" else "rgba_grown"][i]
+                key = "rgba" if name == "fbtool" else "rgba_g1"
+                ref = bgr ^ refs[key][i]
                 d = np.abs(ref.astype(int) - got[..., :3].astype(int))
-                key = "rgba" if name == "fbtool" else "rgba_grown"
                 twin[key][0] += int((d.max(-1) > 0).sum())
                 twin[key][1] = max(twin[key][1], int(d.max()))
                 twin[key][2] += d.shape[0] * d.shape[1]
@@ -406,7 +407,7 @@ def judge(args) -> None:
     ref = [detect_batch([f], recipe, runner)[0] for f in frs]
     low = [detect_batch([f], recipe, runner, score_threshold=recipe.blur.score)[0] for f in frs]
     outputs = {name: [f ^ d for f, d in zip(frs, np.load(dev_out / f"delta_{name}.npz")["delta"])]
-               for name in ("nvidia", "nvidia_grown", "fbtool", "fbtool_grown")}
+               for name in ("nvidia", "nvidia_grown", "fbtool", "fbtool_g1")}
     outputs["fbtool_blur_host"] = [host_blur(recipe, f, d) for f, d in zip(frs, low)]
     judges = [_CachedJudge(j) for j in default_judges()]
     result = {"device": dev, "frames": len(frs), "classes_px": {n: [lo, None if math.isinf(hi) else hi]

@@ -4,8 +4,9 @@
 // with, pixel for pixel): per object k = max(min_k, floor(short side / 3 + 0.5)); frame-anchored k x k
 // block means; bilinear back up (OpenCV INTER_LINEAR's grid) and a (k|1)-wide box filter, both
 // separable, so a pixel's blur is sum_ij Wy_j Wx_i M[j][i] over three cells a side; blended through the
-// object's mask sampled bilinearly over its float box. Two launches per plane: block means of the
-// cells each object needs (one thread block per cell), then one thread per box pixel. A pixel is
+// object's mask sampled bilinearly over its float box, grown by FBTOOL_DSBLUR_GROW about its centre.
+// Two launches per plane: block means of the cells each object needs (one thread block per cell), then
+// one thread per box pixel. A pixel is
 // written only by the object that owns it (largest k among those whose mask reaches it), and the means
 // are taken before any pixel is written, so overlapping objects never race.
 #include <cuda_runtime.h>
@@ -20,6 +21,7 @@
 namespace {
 
 constexpr double kBlocksPerFace = 3.0;
+constexpr double kGrow = FBTOOL_DSBLUR_GROW;
 constexpr int kMaxChannels = 4;
 
 struct Obj {
@@ -174,6 +176,10 @@ int blur_plane(unsigned char* dev, int pitch, int w, int h, const FbtoolDsBlurOb
     o.top = (double)s.top * scale;
     o.width = (double)s.width * scale;
     o.height = (double)s.height * scale;
+    o.left = o.left - o.width * ((kGrow - 1) / 2);
+    o.top = o.top - o.height * ((kGrow - 1) / 2);
+    o.width = o.width * kGrow;
+    o.height = o.height * kGrow;
     if (!(o.width > 0 && o.height > 0)) continue;
     o.x0 = std::max(pixel_begin(o.left), 0);
     o.x1 = std::min(pixel_begin(o.left + o.width), w);
