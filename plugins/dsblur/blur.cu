@@ -41,19 +41,23 @@ __host__ __device__ inline double grid_pos(int x, int k, int nc) {
   return u < 0 ? 0 : (u > nc - 1 ? nc - 1 : u);
 }
 
+// Products through __dmul_rn: never fused into a multiply-add, whatever -fmad says, so the kernel rounds
+// exactly as the twin (numpy / torch float64) does.
+__device__ inline double mul(double a, double b) { return __dmul_rn(a, b); }
+
 __device__ inline double mask_at(const Obj& o, const float* masks, int x, int y) {
   if (o.mask_off < 0) return 1.0;
   const float* g = masks + o.mask_off;
-  double u = (x + 0.5 - o.left) / o.width * o.mask_w - 0.5;
-  double v = (y + 0.5 - o.top) / o.height * o.mask_h - 0.5;
+  double u = mul((x + 0.5 - o.left) / o.width, (double)o.mask_w) - 0.5;
+  double v = mul((y + 0.5 - o.top) / o.height, (double)o.mask_h) - 0.5;
   u = fmin(fmax(u, 0.0), (double)(o.mask_w - 1));
   v = fmin(fmax(v, 0.0), (double)(o.mask_h - 1));
   int ix0 = (int)floor(u), iy0 = (int)floor(v);
   int ix1 = min(ix0 + 1, o.mask_w - 1), iy1 = min(iy0 + 1, o.mask_h - 1);
   double fx = u - ix0, fy = v - iy0;
-  double top = (double)g[iy0 * o.mask_w + ix0] * (1 - fx) + (double)g[iy0 * o.mask_w + ix1] * fx;
-  double bot = (double)g[iy1 * o.mask_w + ix0] * (1 - fx) + (double)g[iy1 * o.mask_w + ix1] * fx;
-  double m = top * (1 - fy) + bot * fy;
+  double top = mul(g[iy0 * o.mask_w + ix0], 1 - fx) + mul(g[iy0 * o.mask_w + ix1], fx);
+  double bot = mul(g[iy1 * o.mask_w + ix0], 1 - fx) + mul(g[iy1 * o.mask_w + ix1], fx);
+  double m = mul(top, 1 - fy) + mul(bot, fy);
   return fmin(fmax(m, 0.0), 1.0);
 }
 
@@ -139,12 +143,12 @@ __global__ void blend(unsigned char* plane, int pitch, int w, int h, const Obj* 
       for (int i = 0; i < 3; ++i) {
         int cx = fx + i - o.cx0;
         if (cx < 0 || cx >= o.ncx || wx[i] == 0) continue;
-        row += wx[i] * means[(o.cell_off + (long long)cy * o.ncx + cx) * kMaxChannels + c];
+        row += mul(wx[i], means[(o.cell_off + (long long)cy * o.ncx + cx) * kMaxChannels + c]);
       }
-      b += wy[j] * row;
+      b += mul(wy[j], row);
     }
     double f = p[c];
-    double v = floor(f + m * (b - f) + 0.5);
+    double v = floor(f + mul(m, b - f) + 0.5);
     p[c] = (unsigned char)(v < 0 ? 0 : (v > 255 ? 255 : v));
   }
 }
