@@ -406,9 +406,11 @@ def judge(args) -> None:
     runner = TorchRunner(recipe)
     ref = [detect_batch([f], recipe, runner)[0] for f in frs]
     low = [detect_batch([f], recipe, runner, score_threshold=recipe.blur.score)[0] for f in frs]
+    names = args.methods.split(",")
     outputs = {name: [f ^ d for f, d in zip(frs, np.load(dev_out / f"delta_{name}.npz")["delta"])]
-               for name in ("nvidia", "nvidia_grown", "fbtool", "fbtool_g1")}
-    outputs["fbtool_blur_host"] = [host_blur(recipe, f, d) for f, d in zip(frs, low)]
+               for name in names if name != "fbtool_blur_host"}
+    if "fbtool_blur_host" in names:
+        outputs["fbtool_blur_host"] = [host_blur(recipe, f, d) for f, d in zip(frs, low)]
     judges = [_CachedJudge(j) for j in default_judges()]
     result = {"device": dev, "frames": len(frs), "classes_px": {n: [lo, None if math.isinf(hi) else hi]
                                                                  for n, lo, hi in CLASSES}, "methods": {}}
@@ -447,6 +449,8 @@ def main(argv=None) -> None:
     j.add_argument("--data", required=True)
     j.add_argument("--device-out", required=True)
     j.add_argument("--json", required=True)
+    j.add_argument("--methods", default="nvidia,nvidia_grown,fbtool,fbtool_g1,fbtool_blur_host",
+                   help="outputs to judge: the device's deltas (delta_NAME.npz) and/or fbtool_blur_host")
     a = ap.parse_args(argv)
     {"prepare": prepare, "twin": twin, "device": device, "judge": judge}[a.cmd](a)
 
