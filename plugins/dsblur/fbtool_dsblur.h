@@ -5,7 +5,9 @@
  * the objects nvinfer attached (NvDsObjectMeta rect_params + mask_params), on the frame's own
  * surface. The Python/torch twin, the one reference for this blur, is toolchain/blur/ops/dsblur.py.
  *
- * Per object: k = max(min_k, round(short side / 3)) (fbtool blur's strength: ~3 blocks per face);
+ * Per object: the box grown about its centre by FBTOOL_DSBLUR_GROW (the mask grid stretched over it: the
+ * face's contour grows with it; fbtool blur's recall-first margin); k = max(min_k, round(short side / 3))
+ * of the grown box (fbtool blur's strength: ~3 blocks per face);
  * blurred = frame-anchored k x k block means, bilinear back up (OpenCV INTER_LINEAR's sample grid),
  * then a (k|1)-wide box filter (edges average the frame's pixels only); out = frame + m * (blurred -
  * frame), m = the object's mask sampled bilinearly over its float box (0 outside the box, clamped to
@@ -19,6 +21,11 @@
  */
 #ifndef FBTOOL_DSBLUR_H
 #define FBTOOL_DSBLUR_H
+
+/* The margin around nvinfer's box (toolchain/blur/ops/dsblur.py GROW; docs/deepstream.md says why 1.4). */
+#ifndef FBTOOL_DSBLUR_GROW
+#define FBTOOL_DSBLUR_GROW 1.4
+#endif
 
 #ifdef __cplusplus
 extern "C" {
