@@ -76,7 +76,7 @@ def test_script_sets_only_properties_the_elements_install(emitted):
                 elif kind == "boolean":
                     assert v in ("0", "1", "true", "false"), (element, k, v)
     # gstnvdsvideotemplate.cpp appends one Property per customlib-props setting; repeated settings add up
-    assert len(_element_props(script, "nvdsvideotemplate")["customlib-props"]) == 4
+    assert len(_element_props(script, "nvdsvideotemplate")["customlib-props"]) == 3
 
 
 @needs_source
@@ -89,8 +89,8 @@ def test_customlib_props_are_what_the_library_reads(emitted, recipe):
     known = set(re.findall(r'prop\.key == "([^"]+)"', (DSBLUR_DIR / "customlib.cpp").read_text()))
     props = dict(v.split(":", 1) for v in _element_props(open(out["files"]["blur_app"]).read(),
                                                           "nvdsvideotemplate")["customlib-props"])
-    assert set(props) <= known and set(props) == {"hold", "mask-scale", "classes", "gie-id"}
-    assert int(props["hold"]) == recipe.blur.hold and float(props["mask-scale"]) == recipe.blur.mask_scale
+    assert set(props) <= known and set(props) == {"hold", "classes", "gie-id"}
+    assert int(props["hold"]) == recipe.blur.hold
     assert [int(c) for c in props["classes"].split(";")] == list(range(len(recipe.labels)))
 
 

@@ -2,8 +2,7 @@
 // gst-nvdsvideotemplate/includes/nvdscustomlib_interface.hpp; example customlib_impl/). Placed after
 // nvtracker:
 //   nvtracker ... ! nvdsvideotemplate customlib-name=libnvds_fbtool_dsblur.so
-//       customlib-props="hold:12" customlib-props="mask-scale:1.3" customlib-props="classes:0"
-//       customlib-props="gie-id:1" ! ...
+//       customlib-props="hold:12" customlib-props="classes:0" customlib-props="gie-id:1" ! ...
 // Per batch, in place: the hold/mask component (ds_hold.cpp) decides which faces are blurred (detected,
 // untracked new faces, shadow-tracked faces held for `hold` frames) with binary non-empty masks, then
 // fbtool's blur kernel (fbtool_dsblur.h, blur.cu) blurs them on the RGBA or NV12 surface.
@@ -45,8 +44,6 @@ public:
         try {
             if (prop.key == "hold") {
                 cfg_.hold = std::stoi(prop.value);
-            } else if (prop.key == "mask-scale") {
-                cfg_.mask_scale = std::stof(prop.value);
             } else if (prop.key == "gie-id") {
                 cfg_.gie_id = std::stoi(prop.value);
             } else if (prop.key == "classes") {
@@ -64,7 +61,7 @@ public:
             GST_ERROR("fbtool dsblur: bad value %s for %s", prop.value.c_str(), prop.key.c_str());
             return false;
         }
-        if (cfg_.hold < 0 || !(cfg_.mask_scale >= 1.f))
+        if (cfg_.hold < 0)
             return false;
         if (hold_)
             hold_.reset(new FbtoolHold(cfg_));
@@ -92,7 +89,6 @@ public:
             "fbtool dsblur properties (customlib-props=\"key:value\", one each):\n"
             "  hold:N        frames a shadow-tracked face stays blurred after it was last seen\n"
             "  classes:A;B   class ids to blur (default: all)\n"
-            "  mask-scale:S  blur the box (and its mask) grown S times about its centre (default 1)\n"
             "  gie-id:G      only objects of this detector's gie-unique-id (default: any)\n";
         char* s = new char[sizeof(text)];
         std::memcpy(s, text, sizeof(text));
@@ -121,8 +117,9 @@ public:
             std::vector<FbtoolDsBlurObject> objs;
             objs.reserve(targets.size());
             for (const auto& t : targets) {
+                const auto& r = t.obj->rect_params;
                 const auto& m = t.obj->mask_params;
-                objs.push_back({t.left, t.top, t.width, t.height, m.data, (int)m.width, (int)m.height});
+                objs.push_back({r.left, r.top, r.width, r.height, m.data, (int)m.width, (int)m.height});
             }
             NvBufSurfaceParams& p = surf->surfaceList[frame->batch_id];
             auto* base = static_cast<unsigned char*>(p.dataPtr);

@@ -70,13 +70,6 @@ static void set_mask(NvOSD_MaskParams& m, const std::vector<float>& cells, unsig
 
 static const std::vector<float> kWholeBox{1.f};
 
-static FbtoolBlurTarget target(NvDsObjectMeta* o, uint64_t id, bool held, int misses, const char* from, float scale)
-{
-    const NvOSD_RectParams& r = o->rect_params;
-    const float w = r.width * scale, h = r.height * scale;
-    return {o, id, held, misses, from, r.left + (r.width - w) / 2, r.top + (r.height - h) / 2, w, h};
-}
-
 std::vector<FbtoolBlurTarget> FbtoolHold::process(NvDsBatchMeta* batch, NvDsFrameMeta* frame)
 {
     std::vector<FbtoolBlurTarget> out;
@@ -87,7 +80,7 @@ std::vector<FbtoolBlurTarget> FbtoolHold::process(NvDsBatchMeta* batch, NvDsFram
         auto* o = static_cast<NvDsObjectMeta*>(l->data);
         if (o == nullptr || !blurred(o))
             continue;
-        FbtoolBlurTarget t = target(o, o->object_id, false, 0, "own", cfg_.mask_scale);
+        FbtoolBlurTarget t{o, o->object_id, false, 0, "own"};
         const bool tracked = o->object_id != UNTRACKED_OBJECT_ID;
         auto it = tracked ? tracks_.find({pad, o->object_id}) : tracks_.end();
         if (fbtool_binarise_mask(o->mask_params) == 0) {
@@ -137,7 +130,7 @@ std::vector<FbtoolBlurTarget> FbtoolHold::process(NvDsBatchMeta* batch, NvDsFram
         else
             set_mask(o->mask_params, tr.mask, tr.mask_w, tr.mask_h);
         nvds_add_obj_meta_to_frame(frame, o, nullptr);
-        out.push_back(target(o, id, true, misses, tr.mask.empty() ? "box" : "held", cfg_.mask_scale));
+        out.push_back({o, id, true, misses, tr.mask.empty() ? "box" : "held"});
         present.insert(id);
     }
     // a track not seen for more than `hold` frames is never blurred again: forget it

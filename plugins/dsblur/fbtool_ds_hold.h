@@ -5,8 +5,8 @@
 // - each face nvtracker shadow-tracks (NVDS_TRACKER_SHADOW_LIST_META) that was last seen at most `hold`
 //   frames ago, re-created as an object with its last box and last mask (nvtracker outputs no object
 //   for a shadow-tracked target and never carries masks);
-// and gives each one a binary (0/1), non-empty mask, blurred over its box grown by mask_scale (the mask
-// stretched with it: the contour grows about its centre as `fbtool blur`'s recall-first ellipse does): nvdsosd's blur skips only mask cells == 0, and an
+// and gives each one a binary (0/1), non-empty mask (the kernel grows the box by its recall-first margin,
+// FBTOOL_DSBLUR_GROW in fbtool_dsblur.h): nvdsosd's blur skips only mask cells == 0, and an
 // object without a mask would read a stray one (nvll_osd_int.cpp). An empty mask falls back to the
 // track's last mask, else to the whole box.
 // The Python emulation of the same rule is toolchain/nvinfer/emulation/tracker.py (HoldRule).
@@ -24,7 +24,6 @@ struct FbtoolHoldConfig {
     int hold = 8;               // frames a shadow-tracked face stays blurred after it was last seen
     std::vector<int> classes;   // class ids to blur (empty: every class)
     int gie_id = -1;            // unique_component_id of the detector (-1: any)
-    float mask_scale = 1.f;     // the blurred box (and the mask over it) = the object's box grown about its centre
 };
 
 struct FbtoolBlurTarget {
@@ -33,7 +32,6 @@ struct FbtoolBlurTarget {
     bool held;             // re-created from the shadow list
     int misses;            // frames since the face was last seen (0 for a present object)
     const char* mask_from; // "own", "held" (the track's last mask) or "box" (no usable mask: whole box)
-    float left, top, width, height;  // what is blurred: the object's box x mask_scale (`fbtool blur`'s mask_scale)
 };
 
 class FbtoolHold {

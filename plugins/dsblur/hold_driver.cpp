@@ -4,7 +4,7 @@
 // come from plugins/conformance/stubs.cpp (listed in docs/deepstream.md).
 //
 // Spec, one command per line:
-//   hold N | classes C... | gie G | scale S             configuration (before the first batch)
+//   hold N | classes C... | gie G                       configuration (before the first batch)
 //   batch                                               a new batch (NvDsBatchMeta)
 //   frame PAD FRAME_NUM                                 a frame of the batch
 //   obj ID|- CLASS GIE L T W H THRESHOLD MW MH [V...]   an object of the last frame (- = untracked)
@@ -87,8 +87,7 @@ void print_frame(NvDsFrameMeta* f, const std::vector<FbtoolBlurTarget>& targets)
            << (t.id == UNTRACKED_OBJECT_ID ? std::string("-1") : std::to_string(t.id))
            << ",\"class\":" << t.obj->class_id << ",\"held\":" << (t.held ? "true" : "false")
            << ",\"misses\":" << t.misses << ",\"mask_from\":\"" << t.mask_from << "\",\"box\":[" << r.left << ","
-           << r.top << "," << r.width << "," << r.height << "],\"blur_box\":[" << t.left << "," << t.top << ","
-           << t.width << "," << t.height << "],\"mask_w\":" << m.width << ",\"mask_h\":" << m.height
+           << r.top << "," << r.width << "," << r.height << "],\"mask_w\":" << m.width << ",\"mask_h\":" << m.height
            << ",\"mask_size\":" << m.size << ",\"mask\":[";
         size_t n = m.data ? size_t(m.width) * m.height : 0;
         for (size_t k = 0; k < n; ++k)
@@ -124,8 +123,6 @@ int main(int argc, char** argv)
             int c;
             while (ls >> c)
                 cfg.classes.push_back(c);
-        } else if (cmd == "scale") {
-            ls >> cfg.mask_scale;
         } else if (cmd == "gie") {
             ls >> cfg.gie_id;
         } else if (cmd == "batch") {

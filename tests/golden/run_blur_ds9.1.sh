@@ -28,7 +28,7 @@ gst-launch-1.0 -e \
     tracker-width=640 tracker-height=384 tracking-id-reset-mode=1 operate-on-class-ids=0 display-tracking-id=0 ! \
   nvvideoconvert gpu-id=0 ! 'video/x-raw(memory:NVMM),format=RGBA' ! \
   nvdsvideotemplate gpu-id=0 customlib-name="$DSBLUR_LIB" \
-    customlib-props=hold:12 customlib-props=mask-scale:1.3 customlib-props=classes:0 customlib-props=gie-id:1 ! \
+    customlib-props=hold:12 customlib-props=classes:0 customlib-props=gie-id:1 ! \
   nvvideoconvert gpu-id=0 ! 'video/x-raw,format=I420' ! $ENCODER ! h264parse ! qtmux ! \
   filesink location="$OUTPUT"
 echo "blurred video: $OUTPUT"

@@ -25,15 +25,18 @@ def deepstream_blur(recipe, frames: list[np.ndarray], objects: list[list]) -> tu
     from ..nvinfer.emulation.tracker import DeepStreamHold
     from .ops.dsblur import blur_frame
 
-    hold = DeepStreamHold(recipe.blur.hold, recipe.blur.track_iou, tuple(range(len(recipe.labels))),
-                          recipe.blur.mask_scale)
+    hold = DeepStreamHold(recipe.blur.hold, recipe.blur.track_iou, tuple(range(len(recipe.labels))))
     targets = hold.run(objects)
-    out = [blur_frame(f, [t.blur_obj for t in tg]) if tg else f.copy() for f, tg in zip(frames, targets)]
+    out = [blur_frame(f, [t.obj for t in tg]) if tg else f.copy() for f, tg in zip(frames, targets)]
     return out, targets
 
 
 def _boxes(targets) -> np.ndarray:
-    return np.array([t.blur_obj.box for t in targets], np.float64).reshape(-1, 4)
+    from .ops.dsblur import GROW
+
+    b = np.array([t.obj.box for t in targets], np.float64).reshape(-1, 4)
+    c, half = (b[:, :2] + b[:, 2:]) / 2, (b[:, 2:] - b[:, :2]) / 2 * GROW  # what the kernel blurs
+    return np.concatenate([c - half, c + half], axis=1)
 
 
 def verify_deepstream(recipe, infer_config: str | Path, clips: list[str], frames_per_clip: int = 16,

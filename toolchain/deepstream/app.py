@@ -97,11 +97,11 @@ def blur_gie_class_ids(gie_id: int, num_classes: int) -> str:
 
 
 def dsblur_props(recipe: Recipe, gie_id: int) -> list[tuple[str, str]]:
-    """customlib-props of fbtool's blur library (plugins/dsblur/customlib.cpp, SetProperty): the hold and
-    the mask scale are `fbtool blur`'s (recipe blur.hold, blur.mask_scale), the classes and gie those
-    nvinfer emits."""
-    return [("hold", str(int(recipe.blur.hold))), ("mask-scale", repr(float(recipe.blur.mask_scale))),
-            ("classes", tracker.class_ids(len(recipe.labels))), ("gie-id", str(int(gie_id)))]
+    """customlib-props of fbtool's blur library (plugins/dsblur/customlib.cpp, SetProperty): the hold is
+    `fbtool blur`'s (recipe blur.hold), the classes and gie those nvinfer emits. (The recall-first margin
+    around each box is the kernel's, FBTOOL_DSBLUR_GROW.)"""
+    return [("hold", str(int(recipe.blur.hold))), ("classes", tracker.class_ids(len(recipe.labels))),
+            ("gie-id", str(int(gie_id)))]
 
 
 def blur_script(recipe: Recipe, infer_config: str, gpu_id: int = 0, dsblur_lib: str = DSBLUR_LIB) -> str:

@@ -344,8 +344,7 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
             "warnings": [w for ws in findings.values() for w in ws]}
     run.record("deepstream", artifacts, info,
                inputs=fingerprint(recipe.hash, precision, ds_version, str(target), src.onnx, gpu_id, mask, src.batch,
-                                  recipe.blur.hold, recipe.blur.track_iou, recipe.blur.score, recipe.blur.mask_scale,
-                                  str(dsblur)),
+                                  recipe.blur.hold, recipe.blur.track_iou, recipe.blur.score, str(dsblur)),
                recipe=recipe)
     info["files"] = {k: str(v) for k, v in artifacts.items()}
     return info

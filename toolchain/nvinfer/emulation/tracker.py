@@ -5,8 +5,8 @@ Two parts, each the Python side of something that runs in DeepStream:
   rule, compared frame by frame in tests/test_ds_hold.py): every object of a blurred class is blurred,
   a face nvtracker shadow-tracks is re-created with its last box and last mask for up to `hold` frames
   after it was last seen, every blurred mask is binary (>= its threshold) and non-empty (else the
-  track's last mask, else the whole box), and what is blurred is the box grown `mask_scale` times
-  about its centre with the mask over it (`fbtool blur`'s recall-first mask_scale).
+  track's last mask, else the whole box). (The kernel and its twin grow each box by their
+  recall-first margin, ops/dsblur.py GROW.)
 - `IouTracker`: nvtracker's IOU low-level tracker as configured by `fbtool deepstream`
   (toolchain/deepstream/tracker.py): `probationAge: 0` (a new face is a target from its first frame),
   greedy IoU association, a missed target shadow-tracked for `maxShadowTrackingAge` frames. The
@@ -44,23 +44,11 @@ class Target:
     held: bool = False
     misses: int = 0
     mask_from: str = "own"  # own | held | box
-    mask_scale: float = 1.0
-
-    @property
-    def blur_obj(self) -> ObjectMeta:
-        """What the blur kernel gets: the box grown mask_scale times about its centre, the mask over it
-        (so the contour grows with it), in float32 as NvOSD_RectParams holds it (ds_hold.cpp, target())."""
-        o, s = self.obj, np.float32(self.mask_scale)
-        w, h = np.float32(o.width) * s, np.float32(o.height) * s
-        left = np.float32(o.left) + (np.float32(o.width) - w) / np.float32(2)
-        top = np.float32(o.top) + (np.float32(o.height) - h) / np.float32(2)
-        return replace(o, left=float(left), top=float(top), width=float(w), height=float(h))
 
     def to_json(self) -> dict:
-        o, b = self.obj, self.blur_obj
+        o = self.obj
         return {"id": self.id, "class": o.class_id, "held": self.held, "misses": self.misses,
                 "mask_from": self.mask_from, "box": [o.left, o.top, o.width, o.height],
-                "blur_box": [b.left, b.top, b.width, b.height],
                 "mask_w": int(o.mask.shape[1]), "mask_h": int(o.mask.shape[0]),
                 "mask": [float(v) for v in o.mask.ravel()]}
 
@@ -88,7 +76,6 @@ class _Track:
 class HoldRule:
     hold: int
     classes: tuple[int, ...] = ()  # empty: every class
-    mask_scale: float = 1.0
     tracks: dict = field(default_factory=dict)  # (pad, id) -> _Track
 
     def step(self, frame_num: int, objects: list[Tracked], shadow_ids, pad: int = 0) -> list[Target]:
@@ -108,7 +95,7 @@ class HoldRule:
                 old = self.tracks.get((pad, t.id))
                 keep = mask if src == "own" else (old.mask if old is not None else None)
                 self.tracks[(pad, t.id)] = _Track(blurred, keep, frame_num)
-            out.append(Target(blurred, t.id, mask_from=src, mask_scale=self.mask_scale))
+            out.append(Target(blurred, t.id, mask_from=src))
         for sid in shadow_ids:
             tr = self.tracks.get((pad, sid))
             if sid in present or tr is None:
@@ -118,7 +105,7 @@ class HoldRule:
                 continue
             mask = tr.mask if tr.mask is not None else WHOLE_BOX
             out.append(Target(replace(tr.obj, mask=mask, mask_threshold=0.5), sid, True, misses,
-                              "box" if tr.mask is None else "held", self.mask_scale))
+                              "box" if tr.mask is None else "held"))
             present.add(sid)
         self.tracks = {k: v for k, v in self.tracks.items() if k[0] != pad or frame_num - v.last <= self.hold}
         return out
@@ -182,11 +169,10 @@ class DeepStreamHold:
     hold: int
     min_iou: float
     classes: tuple[int, ...] = ()
-    mask_scale: float = 1.0
 
     def run(self, frames_objects: list[list[ObjectMeta]]) -> list[list[Target]]:
         tracker = IouTracker(self.hold, self.min_iou, self.classes)
-        rule = HoldRule(self.hold, self.classes, self.mask_scale)
+        rule = HoldRule(self.hold, self.classes)
         out = []
         for n, objs in enumerate(frames_objects):
             tracked, shadow = tracker.step(objs)
