@@ -90,3 +90,27 @@ def run_hold(spec: str) -> list[dict]:
     if r.returncode != 0:
         raise FbtoolError(f"hold_driver failed ({r.returncode}): {r.stderr[-2000:]}", "see plugins/dsblur/hold_driver.cpp")
     return [json.loads(ln) for ln in r.stdout.splitlines() if ln.strip()]
+
+
+def link_check() -> tuple[list[str], list[str]]:
+    """Link customlib.o + ds_hold.o as the shared library (no blur.o: nvcc is not needed here) with
+    --no-undefined against GLib/GStreamer only. Returns (the symbols left unresolved, which DeepStream's
+    and CUDA's libraries must provide; the defined functions it exports)."""
+    import re
+
+    from .conformance import PKGS
+
+    folder = build("check")
+    objs = [str(folder / "customlib.o"), str(folder / "ds_hold.o")]
+    libs = subprocess.run(["pkg-config", "--libs", *PKGS], capture_output=True, text=True).stdout.split()
+    with tempfile.TemporaryDirectory(prefix="fbtool-dsblur-link-") as tmp:
+        strict = subprocess.run(["g++", "-shared", "-o", f"{tmp}/strict.so", *objs, "-Wl,--no-undefined", *libs,
+                                 "-ldl", "-lpthread"], capture_output=True, text=True)
+        missing = sorted(set(re.findall(r"undefined reference to `([^']+)'", strict.stderr)))
+        lib = f"{tmp}/libnvds_fbtool_dsblur.so"
+        r = subprocess.run(["g++", "-shared", "-o", lib, *objs, *libs], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise FbtoolError(f"linking plugins/dsblur failed: {r.stderr[-2000:]}")
+        nm = subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True, text=True).stdout
+    exported = sorted(p[2] for p in (ln.split() for ln in nm.splitlines()) if len(p) == 3 and p[1] == "T")
+    return missing, exported
