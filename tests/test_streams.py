@@ -39,7 +39,7 @@ def test_mux_fills_batches_from_whichever_streams_have_frames():
     for b in mux.batches():
         sizes.append(len(b))
         mixed += len({it[0] for it in b}) > 1
-        for sid, idx, frame, _, _ in b:
+        for sid, idx, frame, *_ in b:
             assert int(frame[0, 0]) == sid
             got.setdefault(sid, []).append(idx)
     assert got == {0: list(range(7)), 1: list(range(5)), 2: list(range(3))}  # every frame once, in order

@@ -1,13 +1,22 @@
 """NVDEC decode into GPU memory through PyNvVideoCodec (the optional extra `fbtool[nvdec]`).
 
 Each source gets a demuxer (FFmpeg, inside the wheel: files and the RTSP/HTTP URIs FFmpeg opens) and a
-hardware decoder on PyTorch's CUDA context; every decoded NV12 surface is cloned into a PyTorch tensor
-[H*3/2, W] uint8 (decoder surfaces are reused) on the decoding thread's own stream.
+hardware decoder on PyTorch's CUDA context. Each decoded NV12 surface [H*3/2, W] uint8 is either cloned
+into a PyTorch tensor of its own, or (clone=False, what the muxer does) handed out as a view that the
+caller copies into its own buffer before asking for the next frame (decoder surfaces are reused); both
+on the decoder's own CUDA stream.
+
+PyNvVideoCodec 2.2.4's CreateDecoder (its docstrings, read from the wheel) takes gpuid, codec,
+cudacontext, cudastream, usedevicememory, maxwidth/maxheight (0: the stream's size), outputColorType,
+enableSEIMessage, bWaitForSessionWarmUp, latency and enableDecodeStats; the number of NVDEC decode
+surfaces is not among them (the parser's minimum is used). `latency` LOW/ZERO would hold fewer frames
+inside the decoder, but the wheel's own sample (decode_with_low_latency.py) says not to use either on
+streams with B-frames, which x264's presets and most cameras' main-profile streams have: left NATIVE.
 """
 
 from __future__ import annotations
 
-from ..errors import MissingDependency
+from ..errors import FbtoolError, MissingDependency
 
 
 def available() -> tuple[bool, str]:
@@ -63,17 +72,23 @@ class NvDecoder:
         nvc = _require()
         self.source = str(source)
         self.stream = torch.cuda.Stream()
-        self.dmx = nvc.CreateDemuxer(filename=self.source)
-        self.width, self.height = int(self.dmx.Width()), int(self.dmx.Height())
-        self.dec = nvc.CreateDecoder(gpuid=gpu, codec=self.dmx.GetNvCodecId(),
-                                     cudacontext=_primary_context() if context is None else context,
-                                     cudastream=self.stream.cuda_stream, usedevicememory=True)
+        try:
+            self.dmx = nvc.CreateDemuxer(filename=self.source)
+            self.width, self.height = int(self.dmx.Width()), int(self.dmx.Height())
+            self.dec = nvc.CreateDecoder(gpuid=gpu, codec=self.dmx.GetNvCodecId(),
+                                         cudacontext=_primary_context() if context is None else context,
+                                         cudastream=self.stream.cuda_stream, usedevicememory=True)
+        except Exception as exc:  # PyNvVideoCodec raises RuntimeError/ValueError with FFmpeg's or NVDEC's text
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise FbtoolError(f"cannot decode {self.source} with NVDEC: {why}",
+                              "check that it is an H.264/HEVC/AV1 video that plays (or the URI is reachable)") from exc
         self.layout: dict | None = None
 
-    def frames(self, max_frames: int | None = None, sync: bool = False):
+    def frames(self, max_frames: int | None = None, sync: bool = False, clone: bool = True):
         """Yields (index, NV12 tensor, event): the event marks the clone's end on this decoder's stream
         (the consumer waits on it on its own stream; no host sync per frame). sync=True: the host waits
-        instead and the event is None."""
+        instead and the event is None. clone=False: the tensor is a view of the decoder's surface, valid
+        until the next frame is asked for (the caller copies it on `self.stream`), and the event is None."""
         import torch
 
         n = 0
@@ -84,6 +99,12 @@ class NvDecoder:
                     if self.layout is None:  # what the surface looked like (docs, diagnostics)
                         self.layout = {"shape": list(v.shape), "stride": list(v.stride()), "dtype": str(v.dtype),
                                        "plane1_offset": _plane_offset(f, v)}
+                    if not clone:
+                        yield n, v, None
+                        n += 1
+                        if max_frames is not None and n >= max_frames:
+                            return
+                        continue
                     # Decode's own copies run on this stream too (cudastream above), so a surface is
                     # overwritten only after this clone: no host wait is needed for that.
                     t = v.clone()
