@@ -13,10 +13,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from pathlib import Path
 
 from ..errors import FbtoolError
 from ..fsutil import write_text
+
+
+def encoder_workers() -> int:
+    """CPU encoders: one per core this process may use (x264 runs its own threads inside each too)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths: list | None = None,
@@ -44,6 +53,7 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
     w, h = sizes.pop()
     runner = GraphRunner(engine.model, recipe, engine.batch, h, w, engine.dtype, "nv12", download=encode)
     results: list[list] = [[] for _ in srcs]
+    t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         pool = None
         if encode:
@@ -53,7 +63,7 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
             for s, o in zip(srcs, outputs):
                 Path(o).parent.mkdir(parents=True, exist_ok=True)
                 writers.append(stack.enter_context(BlurWriter(o, fps=None, source=s)))
-            pool = EncoderPool(writers, workers or os.cpu_count() or 1)
+            pool = EncoderPool(writers, workers or encoder_workers())
 
         def on_frame(sid, idx, dets, frame):
             results[sid].append({"frame": idx, "faces": dets.to_json()})
@@ -65,12 +75,20 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
         finally:
             if pool is not None:
                 pool.close()  # raises the first encoder error: ExitStack then drops the temporary files
+    wall = time.perf_counter() - t0  # encoders drained and files closed: the whole job
     for i, rows in enumerate(results):
         rows.sort(key=lambda r: r["frame"])
         if json_paths and json_paths[i]:
             write_text(json_paths[i], "".join(json.dumps(r) + "\n" for r in rows))
-    info.update({"inputs": srcs, "outputs": list(outputs) if encode else None, "backend": engine.name + ", CUDA graphs",
-                 "batch": engine.batch, "decoder": "nvdec" if nvdec else "pyav-cpu",
-                 "faces": sum(len(r["faces"]) for rows in results for r in rows), "bound_by": "decode + GPU stage",
-                 "stages": []})
+    info.update({"inputs": srcs, "outputs": [str(o) for o in outputs] if encode else None,
+                 "backend": engine.name + ", CUDA graphs", "batch": engine.batch,
+                 "decoder": "nvdec" if nvdec else "pyav-cpu", "rows": results,
+                 "faces": sum(len(r["faces"]) for rows in results for r in rows), "stages": [],
+                 "bound_by": "decode + GPU stage"})
+    if pool is not None:
+        # fps counts until the last encoder has finished; the GPU side's own rate stays beside it
+        info.update({"fps_gpu_side": info["fps"], "wall_s_gpu_side": info["wall_s"], "wall_s": wall,
+                     "fps": info["frames"] / wall if wall > 0 else 0.0, "encoder": pool.stats(wall)})
+        if info["encoder"]["put_wait_s"] > 0.2 * wall:  # the GPU side waited on full encoder queues
+            info["bound_by"] = f"CPU encoders ({pool.workers} threads)"
     return info

@@ -77,9 +77,8 @@ class HostNv12Decoder:
     def __init__(self, source: str, device: str = "cpu"):
         import av
 
-        from ...media import resolve_media
-
         from ...errors import FbtoolError
+        from ...media import resolve_media
 
         self.source = source if "://" in str(source) else str(resolve_media(source))
         self.device = device
@@ -253,13 +252,18 @@ class EncoderPool:
 
     def __init__(self, writers: list, workers: int):
         self.writers = writers
-        self.qs = [queue.Queue(maxsize=64) for _ in range(max(1, workers))]
+        self.workers = max(1, min(workers, len(writers)))  # more threads than outputs would idle
+        self.qs = [queue.Queue(maxsize=64) for _ in range(self.workers)]
         self.error: BaseException | None = None
-        self.threads = [threading.Thread(target=self._run, args=(q,), daemon=True) for q in self.qs]
+        self.busy = [0.0] * self.workers  # seconds each worker spent in write()
+        self.put_wait_s = 0.0  # the producer's time blocked on a full queue: the encoders were behind
+        self.frames = 0
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(self.workers)]
         for t in self.threads:
             t.start()
 
-    def _run(self, q: queue.Queue) -> None:
+    def _run(self, i: int) -> None:
+        q = self.qs[i]
         while True:
             item = q.get()
             if item is None:
@@ -267,12 +271,26 @@ class EncoderPool:
             sid, frame = item
             try:
                 if self.error is None:
+                    t0 = time.perf_counter()
                     self.writers[sid].write(frame)
+                    self.busy[i] += time.perf_counter() - t0
             except BaseException as exc:  # noqa: B036
                 self.error = exc
 
     def put(self, sid: int, frame: np.ndarray) -> None:
-        self.qs[sid % len(self.qs)].put((sid, frame))
+        q = self.qs[sid % len(self.qs)]
+        self.frames += 1
+        try:
+            q.put_nowait((sid, frame))
+        except queue.Full:
+            t0 = time.perf_counter()
+            q.put((sid, frame))
+            self.put_wait_s += time.perf_counter() - t0
+
+    def stats(self, wall_s: float) -> dict:
+        return {"workers": self.workers, "frames": self.frames, "put_wait_s": self.put_wait_s,
+                "busy_s_mean": float(np.mean(self.busy)), "busy_s_max": float(max(self.busy)),
+                "busy_fraction_mean": float(np.mean(self.busy)) / wall_s if wall_s > 0 else None}
 
     def close(self) -> None:
         for q in self.qs:
