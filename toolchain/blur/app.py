@@ -281,7 +281,7 @@ def blur_many(recipe, sources, output, engine: Engine, json_path=None, on_result
 
 def blur_nvdec(recipe, sources, output, engine: Engine, json_path=None, encode: bool = True,
                max_frames: int | None = None, verify: bool = False, nvdec: bool = True, on_result=None,
-               workers: int | None = None) -> list[dict]:
+               workers: int | None = None, x264_threads: int | None = None) -> list[dict]:
     """Every input through the NVDEC + CUDA-graph path at once (multistream.blur_streams: decoded on the
     GPU, batched across inputs, no tracks), outputs named as plan_outputs says, each with its sidecar
     `<stem>.faces.json` (the faces blurred per frame); then per output the same independent audit and
@@ -323,7 +323,7 @@ def blur_nvdec(recipe, sources, output, engine: Engine, json_path=None, encode: 
     encoded = [p["unverified"] if verify else p["video"] for p in outs]
     info = blur_streams(recipe, [s for s, _ in pairs], encoded if encode else None, engine,
                         [json_path] if json_path else None, encode=encode, max_frames=max_frames, nvdec=nvdec,
-                        workers=workers)
+                        workers=workers, x264_threads=x264_threads)
     results = []
     for i, ((src, out), paths) in enumerate(zip(pairs, outs)):
         rows = info["rows"][i]
@@ -334,7 +334,8 @@ def blur_nvdec(recipe, sources, output, engine: Engine, json_path=None, encode: 
              "frames": len(rows), "faces": sum(len(x["faces"]) for x in rows), "fps": info["fps"],
              "backend": info["backend"], "batch": info["batch"], "inputs": len(pairs), "stages": [],
              "bound_by": info["bound_by"] + (f", {len(pairs)} inputs together" if len(pairs) > 1 else ""),
-             "encoder": info.get("encoder"), "fps_gpu_side": info.get("fps_gpu_side")}
+             "encoder": info.get("encoder"), "fps_gpu_side": info.get("fps_gpu_side"),
+             "cpu_busy_cores": info.get("cpu_busy_cores")}
         if verify and encode:
             from .audit import audit_video
 

@@ -30,7 +30,7 @@ def encoder_workers() -> int:
 
 def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths: list | None = None,
                  encode: bool = True, max_frames: int | None = None, batch_timeout_s: float = 0.04,
-                 nvdec: bool = True, workers: int | None = None) -> dict:
+                 nvdec: bool = True, workers: int | None = None, x264_threads: int | None = None) -> dict:
     """Blur `sources` together on the GPU; outputs[i] (an .mp4) gets sources[i] blurred when encoding."""
     from ..media import resolve_media
     from .pipeline.graphs import GraphRunner
@@ -53,7 +53,7 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
     w, h = sizes.pop()
     runner = GraphRunner(engine.model, recipe, engine.batch, h, w, engine.dtype, "nv12", download=encode)
     results: list[list] = [[] for _ in srcs]
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), os.times()
     with contextlib.ExitStack() as stack:
         pool = None
         if encode:
@@ -62,7 +62,7 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
             writers = []
             for s, o in zip(srcs, outputs):
                 Path(o).parent.mkdir(parents=True, exist_ok=True)
-                writers.append(stack.enter_context(BlurWriter(o, fps=None, source=s)))
+                writers.append(stack.enter_context(BlurWriter(o, fps=None, source=s, threads=x264_threads)))
             pool = EncoderPool(writers, workers or encoder_workers())
 
         def on_frame(sid, idx, dets, frame):
@@ -76,6 +76,10 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
             if pool is not None:
                 pool.close()  # raises the first encoder error: ExitStack then drops the temporary files
     wall = time.perf_counter() - t0  # encoders drained and files closed: the whole job
+    cpu1 = os.times()
+    # cores this process kept busy (all threads, x264's included): near the core count means CPU-bound,
+    # near 1 with the GPU idle means one thread (the GIL) was the limit
+    busy_cores = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall if wall > 0 else None
     for i, rows in enumerate(results):
         rows.sort(key=lambda r: r["frame"])
         if json_paths and json_paths[i]:
@@ -84,7 +88,7 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
                  "backend": engine.name + ", CUDA graphs", "batch": engine.batch,
                  "decoder": "nvdec" if nvdec else "pyav-cpu", "rows": results,
                  "faces": sum(len(r["faces"]) for rows in results for r in rows), "stages": [],
-                 "bound_by": "decode + GPU stage"})
+                 "bound_by": "decode + GPU stage", "cpu_busy_cores": busy_cores})
     if pool is not None:
         # fps counts until the last encoder has finished; the GPU side's own rate stays beside it
         info.update({"fps_gpu_side": info["fps"], "wall_s_gpu_side": info["wall_s"], "wall_s": wall,

@@ -22,9 +22,10 @@ PRESET = "superfast"
 
 
 class BlurWriter(VideoWriter):
-    def __init__(self, path, fps=None, source=None, crf: int = CRF, preset: str = PRESET):
+    def __init__(self, path, fps=None, source=None, crf: int = CRF, preset: str = PRESET, threads: int | None = None):
         super().__init__(path, fps=fps, source=source, crf=crf)
         self.preset = preset
+        self.threads = threads  # x264's own threads (None: x264 picks, 1.5 per core); an encoder pool shares the cores
 
     def write(self, frame_bgr: np.ndarray) -> None:
         if self.container is None:  # open the stream as the base class does, with our options
@@ -36,5 +37,6 @@ class BlurWriter(VideoWriter):
             self.stream = self.container.add_stream(self.codec, rate=self.fps)
             self.stream.width, self.stream.height = w - w % 2, h - h % 2
             self.stream.pix_fmt = "yuv420p"
-            self.stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": X264_PARAMS}
+            self.stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": X264_PARAMS,
+                                   **({"threads": str(self.threads)} if self.threads else {})}
         super().write(frame_bgr)

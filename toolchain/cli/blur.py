@@ -63,7 +63,8 @@ def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path
             e = info["encoder"]
             click.echo(f"  CPU encoders: {e['workers']} threads, each busy {100 * (e['busy_fraction_mean'] or 0):.0f}% "
                        f"of the run; the GPU side waited {e['put_wait_s']:.1f} s on them "
-                       f"(GPU side alone {info['fps_gpu_side']:.1f} frames/s)")
+                       f"(GPU side alone {info['fps_gpu_side']:.1f} frames/s); "
+                       f"{info['cpu_busy_cores'] or 0:.1f} CPU cores busy on average")
         if stats:
             for s in info["stages"]:
                 click.echo(f"  {s['stage']:<10} busy {s['busy_s']:7.3f} s  waiting {s['wait_in_s']:7.3f} s  "

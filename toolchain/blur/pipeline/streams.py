@@ -48,9 +48,13 @@ class FramePool:
     def acquire(self) -> int:
         while True:
             try:
-                return self.free.get(timeout=0.002)
+                return self.free.get_nowait()
             except queue.Empty:
-                self.reap()
+                pass
+            self.reap()  # uploads finish within ~0.1 ms of being queued: look again soon, not in 2 ms
+            try:
+                return self.free.get(timeout=0.0005)
+            except queue.Empty:
                 if self.stop.is_set():
                     raise Stopped from None
 
@@ -361,6 +365,8 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
                         f.record_stream(cur)
 
             runner.submit(fill, len(buf), {"items": [(it[0], it[1], it[3]) for it in buf]}, finish)
+            if pool is not None:
+                pool.reap()
             del frames, events, slots, buf
         runner.drain(finish)
     finally:
