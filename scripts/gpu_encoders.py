@@ -47,7 +47,8 @@ def main(argv=None) -> int:
         x = res[0]
         row = {"workers": workers if encode else None, "x264_threads": (threads or "auto") if encode else None,
                "encode": encode, "frames": sum(v["frames"] for v in res), "fps": x["fps"],
-               "fps_gpu_side": x.get("fps_gpu_side"), "encoder": x.get("encoder"), "cpu_busy_cores": x["cpu_busy_cores"]}
+               "fps_gpu_side": x.get("fps_gpu_side"), "encoder": x.get("encoder"), "cpu_busy_cores": x["cpu_busy_cores"],
+               "feeder_thread_busy": x.get("feeder_thread_busy")}
         rep["runs"].append(row)
         print(json.dumps(row), flush=True)
     Path(a.out).mkdir(parents=True, exist_ok=True)

@@ -335,7 +335,7 @@ def blur_nvdec(recipe, sources, output, engine: Engine, json_path=None, encode: 
              "backend": info["backend"], "batch": info["batch"], "inputs": len(pairs), "stages": [],
              "bound_by": info["bound_by"] + (f", {len(pairs)} inputs together" if len(pairs) > 1 else ""),
              "encoder": info.get("encoder"), "fps_gpu_side": info.get("fps_gpu_side"),
-             "cpu_busy_cores": info.get("cpu_busy_cores")}
+             "cpu_busy_cores": info.get("cpu_busy_cores"), "feeder_thread_busy": info.get("feeder_thread_busy")}
         if verify and encode:
             from .audit import audit_video
 

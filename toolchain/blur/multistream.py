@@ -92,6 +92,7 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
     if pool is not None:
         # fps counts until the last encoder has finished; the GPU side's own rate stays beside it
         info.update({"fps_gpu_side": info["fps"], "wall_s_gpu_side": info["wall_s"], "wall_s": wall,
+                     "feeder_thread_busy": info["feeder_thread_cpu_s"] / info["wall_s"] if info["wall_s"] else None,
                      "fps": info["frames"] / wall if wall > 0 else 0.0, "encoder": pool.stats(wall)})
         if info["encoder"]["put_wait_s"] > 0.2 * wall:  # the GPU side waited on full encoder queues
             info["bound_by"] = f"CPU encoders ({pool.workers} threads)"

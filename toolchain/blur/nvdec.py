@@ -84,40 +84,49 @@ class NvDecoder:
                               "check that it is an H.264/HEVC/AV1 video that plays (or the URI is reachable)") from exc
         self.layout: dict | None = None
 
-    def frames(self, max_frames: int | None = None, sync: bool = False, clone: bool = True):
+    def frames(self, max_frames: int | None = None, sync: bool = False, clone: bool = True, into=None):
         """Yields (index, NV12 tensor, event): the event marks the clone's end on this decoder's stream
         (the consumer waits on it on its own stream; no host sync per frame). sync=True: the host waits
         instead and the event is None. clone=False: the tensor is a view of the decoder's surface, valid
-        until the next frame is asked for (the caller copies it on `self.stream`), and the event is None."""
+        until the next frame is asked for (the caller copies it on `self.stream`), and the event is None.
+        into: a streams.FramePool; each surface is copied into one of its slots (on this decoder's stream,
+        no tensor of its own) and the slot's frame is yielded with its event."""
         import torch
 
         n = 0
-        with torch.cuda.stream(self.stream):
-            for pkt in self.dmx:
+        for pkt in self.dmx:
+            # This decoder's stream is current only around its own work, never across a yield: one thread
+            # serves several decoders in turn, and a context held across yields would leave another
+            # decoder's stream current, so a copy would run on the wrong stream, unordered with its event.
+            with torch.cuda.stream(self.stream):
+                out = []
                 for f in self.dec.Decode(pkt):
+                    if max_frames is not None and n + len(out) >= max_frames:
+                        break  # no pool slot taken for a frame nobody will read
                     v = torch.from_dlpack(f)
                     if self.layout is None:  # what the surface looked like (docs, diagnostics)
                         self.layout = {"shape": list(v.shape), "stride": list(v.stride()), "dtype": str(v.dtype),
                                        "plane1_offset": _plane_offset(f, v)}
-                    if not clone:
-                        yield n, v, None
-                        n += 1
-                        if max_frames is not None and n >= max_frames:
-                            return
-                        continue
                     # Decode's own copies run on this stream too (cudastream above), so a surface is
-                    # overwritten only after this clone: no host wait is needed for that.
-                    t = v.clone()
-                    ev = None
-                    if sync:
+                    # overwritten only after these copies: no host wait is needed for that.
+                    if into is not None:
+                        out.append(into.write(v, self.stream))
+                    elif not clone:
+                        out.append((v, None))  # valid until the next packet is decoded
+                    elif sync:
+                        t = v.clone()
                         self.stream.synchronize()
+                        out.append((t, None))
                     else:
+                        t = v.clone()
                         ev = torch.cuda.Event()
                         ev.record(self.stream)
-                    yield n, t, ev
-                    n += 1
-                    if max_frames is not None and n >= max_frames:
-                        return
+                        out.append((t, ev))
+            for t, ev in out:
+                yield n, t, ev
+                n += 1
+            if max_frames is not None and n >= max_frames:
+                return
 
 
 def _plane_offset(frame, view) -> int | None:

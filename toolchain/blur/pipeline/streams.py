@@ -37,7 +37,10 @@ class FramePool:
     def __init__(self, n: int, shape: tuple, device, stop: threading.Event | None = None):
         import torch
 
+        self._torch = torch
         self.buf = torch.empty((n, *shape), dtype=torch.uint8, device=device)
+        self.views = list(self.buf.unbind(0))
+        self.frame_bytes = self.views[0].numel()
         self.free: queue.Queue = queue.Queue()
         for i in range(n):
             self.free.put(i)
@@ -57,6 +60,20 @@ class FramePool:
             except queue.Empty:
                 if self.stop.is_set():
                     raise Stopped from None
+
+    def write(self, frame, stream=None):
+        """Copy `frame` into a free slot, on the current CUDA stream (the decoder's: `stream`, None on the
+        CPU); returns (the slot's frame, an event marking the copy's end, or None)."""
+        dst = self.views[self.acquire()]
+        dst.copy_(frame, non_blocking=stream is not None)
+        ev = None
+        if stream is not None:
+            ev = self._torch.cuda.Event()
+            ev.record(stream)
+        return dst, ev
+
+    def slot(self, frame) -> int:
+        return (frame.data_ptr() - self.buf.data_ptr()) // self.frame_bytes
 
     def release_after(self, event, slots) -> None:
         """Free `slots` once `event` (None: now) has completed."""
@@ -94,7 +111,7 @@ class HostNv12Decoder:
             raise FbtoolError(f"cannot decode {self.source}: {exc if str(exc) else 'no video stream'}",
                               "check that it is a video that plays (or the URI is reachable)") from exc
 
-    def frames(self, max_frames: int | None = None, sync: bool = False, clone: bool = True):
+    def frames(self, max_frames: int | None = None, sync: bool = False, clone: bool = True, into=None):
         import av
         import torch
 
@@ -102,7 +119,8 @@ class HostNv12Decoder:
             for n, f in enumerate(c.decode(video=0)):
                 if max_frames is not None and n >= max_frames:
                     return
-                yield n, torch.from_numpy(f.to_ndarray(format="nv12")).to(self.device), None
+                t = torch.from_numpy(f.to_ndarray(format="nv12"))
+                yield (n, *into.write(t)) if into is not None else (n, t.to(self.device), None)
 
 
 def open_decoder(source: str, nvdec: bool):
@@ -154,29 +172,13 @@ class StreamMux:
 
     def _next(self, sid: int, dec, gen):
         """The next frame of one decoder as a queue item (StopIteration at its end)."""
-        if self.pool is None:
-            idx, frame, ev = next(gen)
-            return (sid, idx, frame, time.perf_counter(), ev, None)
-        import torch
-
-        idx, view, _ = next(gen)  # a view of the decoder's surface: copied before the generator resumes
-        slot = self.pool.acquire()
-        dst = self.pool.buf[slot]
-        stream = getattr(dec, "stream", None)
-        ev = None
-        if stream is not None:
-            with torch.cuda.stream(stream):
-                dst.copy_(view, non_blocking=True)
-                ev = torch.cuda.Event()
-                ev.record(stream)
-        else:
-            dst.copy_(view)
-        return (sid, idx, dst, time.perf_counter(), ev, slot)
+        idx, frame, ev = next(gen)
+        return (sid, idx, frame, time.perf_counter(), ev, None if self.pool is None else self.pool.slot(frame))
 
     def _decode(self, group: list) -> None:
         """Decode the (stream id, decoder) pairs of `group` in turn, one frame each, from one thread."""
         try:
-            kw = {} if self.pool is None else {"clone": False}
+            kw = {} if self.pool is None else {"into": self.pool}  # decoders copy into the pool themselves
             gens = [(sid, dec, dec.frames(self.max_frames, **kw)) for sid, dec in group]
             while gens:
                 for g in list(gens):
@@ -340,7 +342,7 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
                 on_frame(sid, idx, dets[j], f)
             latencies.append(now - t0)
 
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.thread_time()
     try:
         for buf in mux.batches():
             if not first:
@@ -372,6 +374,8 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
     finally:
         sys.setswitchinterval(old_switch)
     wall = time.perf_counter() - t_start
+    # this (the feeding) thread's own CPU time: near wall_s, it was the limit; far under, it waited (GIL, GPU)
+    feeder_cpu = time.thread_time() - cpu_start
     steady = time.perf_counter() - first[0] if first else wall
     lat = np.asarray(latencies or [0.0]) * 1000
     n = len(latencies)
@@ -380,4 +384,4 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
             "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p99": float(np.percentile(lat, 99)),
             "batches": mux.stats.batches, "batch_fill": n / max(mux.stats.batches, 1) / runner.batch,
             "partial_batches": mux.stats.timeouts, "frames_per_stream": dict(mux.stats.per_stream),
-            "inexact_frames": runner.inexact}
+            "inexact_frames": runner.inexact, "feeder_thread_cpu_s": feeder_cpu}
