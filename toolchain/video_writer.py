@@ -35,6 +35,9 @@ class VideoWriter:
         self.tmp = temp_beside(self.path.with_suffix(".mp4"))
         return self
 
+    def encoder_options(self) -> dict[str, str]:
+        return {"crf": str(self.crf), "preset": "veryfast"}
+
     def write(self, frame_bgr: np.ndarray) -> None:
         import av
 
@@ -45,7 +48,7 @@ class VideoWriter:
             self.stream = self.container.add_stream(self.codec, rate=self.fps)
             self.stream.width, self.stream.height = w - w % 2, h - h % 2
             self.stream.pix_fmt = "yuv420p"
-            self.stream.options = {"crf": str(self.crf), "preset": "veryfast"}
+            self.stream.options = self.encoder_options()
         frame_bgr = frame_bgr[: self.stream.height, : self.stream.width]
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
         for packet in self.stream.encode(vf):

@@ -10,9 +10,7 @@ with CRF 18 and default tuning the smoothest faces kept ~11% of their detail, ov
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..video_writer import VideoWriter, check_encodable
+from ..video_writer import VideoWriter
 
 X264_PARAMS = "psy-rd=0,0:aq-mode=0"
 CRF = 10
@@ -27,16 +25,6 @@ class BlurWriter(VideoWriter):
         self.preset = preset
         self.threads = threads  # x264's own threads (None: x264 picks, 1.5 per core); an encoder pool shares the cores
 
-    def write(self, frame_bgr: np.ndarray) -> None:
-        if self.container is None:  # open the stream as the base class does, with our options
-            import av
-
-            check_encodable(frame_bgr)
-            h, w = frame_bgr.shape[:2]
-            self.container = av.open(str(self.tmp), mode="w", format="mp4")
-            self.stream = self.container.add_stream(self.codec, rate=self.fps)
-            self.stream.width, self.stream.height = w - w % 2, h - h % 2
-            self.stream.pix_fmt = "yuv420p"
-            self.stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": X264_PARAMS,
-                                   **({"threads": str(self.threads)} if self.threads else {})}
-        super().write(frame_bgr)
+    def encoder_options(self) -> dict[str, str]:
+        return {"crf": str(self.crf), "preset": self.preset, "x264-params": X264_PARAMS,
+                **({"threads": str(self.threads)} if self.threads else {})}
