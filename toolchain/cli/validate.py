@@ -37,15 +37,21 @@ def command(recipe, out, only, c_onnx, qdq, fp16, engine, ds, media, frames_per_
     chosen |= {"fp16"} if fp16 else set()
     chosen |= {"engine"} if engine else set()
     chosen |= {"nvinfer"} if ds else set()
-    pixels = None
-    if pixel_frames > 0:
-        from ..blur.deepstream import verify_deepstream
-
-        def pixels(recipe, config, clips):
-            return verify_deepstream(recipe, config, clips, frames_per_clip=pixel_frames)
     report = validate(load(recipe), out, only=chosen or None, per_clip=frames_per_clip, step=step,
-                      media=list(media) or None, pixels=pixels)
+                      media=list(media) or None, pixels=deepstream_pixels(pixel_frames))
     show(report, t0)
+
+
+def deepstream_pixels(frames_per_clip: int):
+    """validate's pixel check of the DeepStream blur app (the blur app floor, which validate may not import)."""
+    if frames_per_clip <= 0:
+        return None
+    from ..blur.deepstream import verify_deepstream
+
+    def pixels(recipe, config, clips):
+        return verify_deepstream(recipe, config, clips, frames_per_clip=frames_per_clip)
+
+    return pixels
 
 
 def show(report: dict, t0: float) -> None:
