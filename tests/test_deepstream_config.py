@@ -74,7 +74,8 @@ def test_fp32_ds91_matches_golden_and_is_recorded(recipe, ds_run, tmp_path):
     # The engine name is nvinfer's own: <onnx file>_b<max batch>_gpu<id>_<precision>.engine beside the ONNX.
     assert info["engine"] == str((ds_run / f"model.onnx_b{recipe.input.batch.max}_gpu0_fp32.engine").resolve())
     stage = RunFolder(ds_run).stage("deepstream")
-    assert set(stage["artifacts"]) == {"infer_config", "app_config", "labels", "blur_app"}
+    assert set(stage["artifacts"]) == {"infer_config", "app_config", "labels", "blur_app", "tracker_config",
+                                        "blur_infer_config"}
     assert RunFolder(ds_run).artifact("deepstream", "infer_config").resolve() == infer.resolve()
     for f, kind in ((infer, "nvinfer"), (app, "deepstream_app")):
         assert keys.errors(keys.check_file(f, "9.1", kind)) == []
@@ -184,7 +185,7 @@ def test_checker_knows_versions():
 
 def test_checker_app_groups():
     app = (GOLDEN / "deepstream_app_ds9.1.txt").read_text()
-    bad = _findings(re.sub(r"config-file=.*\n", "", app))
+    bad = _findings(re.sub(r"^config-file=.*\n", "", app, flags=re.M))
     assert any(f.group == "primary-gie" and f.key == "config-file" for f in bad)
     bad = _findings(app.replace("# file\ntype=3", "# file\ntype=9"))
     assert any(f.group == "sink0" and f.key == "type" for f in bad)

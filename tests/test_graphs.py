@@ -268,3 +268,27 @@ def test_conv_bn_folding_keeps_fp32_and_rescues_fp16(recipe, model, frames):
             pytest.skip(f"no fp16 conv on this CPU: {exc}")
     assert rel(half_fused) < 0.05
     assert rel(half_plain) > 0.3
+
+
+def test_fp16_heads_run_in_fp32_so_scores_do_not_tie(recipe, frames):
+    """precision.heads_fp32 on an fp16 body: the heads' weights and all three outputs are fp32, the body
+    stays fp16, and the scores are no longer on fp16's grid (steps of ~0.0005 near 1, where two
+    overlapping candidates of one face tied and NMS kept the other box: 13.7 px on the H200)."""
+    import torch
+
+    from toolchain.blur.precision import fuse_conv_bn, heads_fp32
+    from toolchain.models import build_model
+    from toolchain.reference.preprocess import preprocess_batch
+
+    x = torch.from_numpy(preprocess_batch(frames[:2], recipe)[0])
+    m = heads_fp32(fuse_conv_bn(build_model(recipe).eval()).half())
+    assert m.body.parameters().__next__().dtype == torch.float16
+    assert all(p.dtype == torch.float32 for h in (m.ClassHead, m.BboxHead, m.LandmarkHead) for p in h.parameters())
+    with torch.inference_mode():
+        loc, scores, ldm = m(x.half())
+    assert loc.dtype == scores.dtype == ldm.dtype == torch.float32
+    s = scores[..., 1][scores[..., 1] > recipe.thresholds.score]
+    assert s.numel() > 10
+    off_grid = (s.half().float() != s).float().mean()
+    assert off_grid > 0.9  # fp16 softmax outputs would all be on the grid
+    assert heads_fp32(m) is m and type(m.ClassHead[0]).__name__ == "Fp32"  # idempotent

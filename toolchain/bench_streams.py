@@ -37,17 +37,25 @@ def _host_frames(source: str, nvdec: bool, count: int):
     return out
 
 
-def decode_only(source: str, n: int, nvdec: bool, max_frames: int, batch: int) -> dict:
-    from .blur.pipeline.streams import StreamMux, open_decoder
+def decode_only(source: str, n: int, nvdec: bool, max_frames: int, batch: int, frame_pool: bool = True) -> dict:
+    """The decoding threads and the muxer alone (same pool or clones as the run), no GPU stage."""
+    import torch
+
+    from .blur.pipeline.streams import FramePool, StreamMux, open_decoder
 
     decs = [open_decoder(source, nvdec) for _ in range(n)]
     mux = StreamMux(decs, batch, 0.04, max_frames)
+    if frame_pool:
+        mux.pool = FramePool(mux.pool_size(), (decs[0].height * 3 // 2, decs[0].width),
+                             "cuda" if torch.cuda.is_available() else "cpu", mux.stop)
     t0 = time.perf_counter()
     frames = 0
     for b in mux.batches():
-        for it in b:  # decoded = its clone has landed
+        for it in b:  # decoded = its copy has landed
             if it[4] is not None:
                 it[4].synchronize()
+        if mux.pool is not None:
+            mux.pool.release_after(None, [it[5] for it in b])
         frames += len(b)
     wall = time.perf_counter() - t0
     del decs, mux
@@ -56,7 +64,8 @@ def decode_only(source: str, n: int, nvdec: bool, max_frames: int, batch: int) -
 
 def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_stream: int = 200, batch: int = 32,
                   precision: str = "fp16", naive_frames: int = 16, timeout_ms: float = 40.0, decoder: str = "auto",
-                  blur: bool = True, decode_baseline: bool = True, slots: int = 2, log=print) -> dict:
+                  blur: bool = True, decode_baseline: bool = True, slots: int = 2, frame_pool: bool = True,
+                  log=print) -> dict:
     from .gpumon import GpuMonitor
 
     mon0 = GpuMonitor()  # before this process makes its CUDA context: the baseline of device memory
@@ -79,7 +88,7 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
                            "frames_per_stream": frames_per_stream, "precision": precision, "decoder":
                            "nvdec" if nvdec else "pyav-cpu", "batch_timeout_ms": timeout_ms, "blur": blur,
                            "frames_stay_on_gpu": True, "encode": False,
-                           "graph_slots": slots},
+                           "graph_slots": slots, "frame_pool": frame_pool},
               "machine": _machine(cuda), "runs": []}
     host = _host_frames(src, nvdec, naive_frames)
     a = naive_loop(recipe, host, device)
@@ -90,7 +99,8 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
     t0 = time.perf_counter()
     runner = GraphRunner(eng.model, recipe, batch, h, w, eng.dtype, fmt="nv12", download=False, blur=blur, slots=slots)
     result["settings"]["capture_s"] = time.perf_counter() - t0
-    run_streams(runner, [open_decoder(src, nvdec)], max_frames=2 * batch, timeout_s=timeout_ms / 1000)  # warm-up
+    run_streams(runner, [open_decoder(src, nvdec)], max_frames=2 * batch, timeout_s=timeout_ms / 1000,
+                frame_pool=frame_pool)  # warm-up
     for n in streams:
         gc.collect()
         if cuda:
@@ -100,22 +110,24 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
         runner.inexact = 0
         decs = [open_decoder(src, nvdec) for _ in range(n)]
         with GpuMonitor(baseline_mb=mon0.baseline_mb) as mon:
-            info = run_streams(runner, decs, max_frames=frames_per_stream, timeout_s=timeout_ms / 1000)
+            info = run_streams(runner, decs, max_frames=frames_per_stream, timeout_s=timeout_ms / 1000,
+                               frame_pool=frame_pool)
         del decs
         row = {"streams": n, **info, **mon.summary(),
-               "torch_allocator_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
+               "torch_allocator_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+               "torch_reserved_peak_mb": torch.cuda.max_memory_reserved() / 2**20 if cuda else None}
         row["fps_per_stream"] = row["fps"] / n
         row["realtime_streams_at_30fps"] = int(math.floor(row["fps"] / 30.0))
         row["speedup_vs_naive"] = row["fps"] / a["fps"] if a["fps"] else None
         if decode_baseline:
             row["nvdec_only_fps" if nvdec else "decode_only_fps"] = decode_only(src, n, nvdec, frames_per_stream,
-                                                                                batch)["fps"]
+                                                                                batch, frame_pool)["fps"]
         result["runs"].append(row)
         mem = row.get("gpu_mem_process_peak_mb") or row.get("gpu_mem_device_delta_peak_mb")
         log(f"  {n:3d} streams: {row['fps']:8.1f} frames/s ({row['fps_per_stream']:.1f}/stream, "
             f"{row['realtime_streams_at_30fps']} x 30 fps), p50 {row['latency_ms_p50']:.0f} ms, "
             f"GPU {row.get('gpu_util_mean_pct') or 0:.0f}%, NVDEC {row.get('nvdec_util_mean_pct') or 0:.0f}%, "
-            f"mem {mem if mem is None else round(mem)} MiB, inexact {row['inexact_frames']}")
+            f"mem {mem if mem is None else round(mem)} MiB (torch reserved {row['torch_reserved_peak_mb'] or 0:.0f}), inexact {row['inexact_frames']}")
     return result
 
 
@@ -126,8 +138,8 @@ def to_markdown(result: dict) -> str:
              f"Naive loop (same run, host frames of the clip): {na['fps']:.1f} frames/s, latency p50 "
              f"{na['latency_ms_p50']:.0f} ms", "",
              "| streams | frames | frames/s | per stream | x 30 fps streams | x naive | latency p50 / p99 ms | "
-             "GPU % | NVDEC % | GPU MiB (process, NVML) | device delta MiB | torch peak MB | decode alone frames/s | "
-             "batch fill | inexact |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "GPU % | NVDEC % | GPU MiB (process, NVML) | device delta MiB | torch peak MB | torch reserved MB | "
+             "decode alone frames/s | batch fill | inexact |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def f(v, fmt="{:.0f}"):
         return "-" if v is None else fmt.format(v)
@@ -139,6 +151,7 @@ def to_markdown(result: dict) -> str:
                      f"{r['latency_ms_p50']:.0f} / {r['latency_ms_p99']:.0f} | {f(r.get('gpu_util_mean_pct'))} | "
                      f"{f(r.get('nvdec_util_mean_pct'))} | {f(r.get('gpu_mem_process_peak_mb'))} | "
                      f"{f(r.get('gpu_mem_device_delta_peak_mb'))} | {f(r.get('torch_allocator_peak_mb'))} | "
+                     f"{f(r.get('torch_reserved_peak_mb'))} | "
                      f"{f(dec, '{:.1f}')} | {r['batch_fill']:.2f} | {r['inexact_frames']} |")
     return "\n".join(lines) + "\n"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ class RunOptions:
     engine_runtime: str = "tensorrt"  # tensorrt | tensorrt-rtx
     ds_version: str = "9.1"
     ds_dir: str | None = None  # default: <out>/deepstream
+    # validate's nvinfer candidate: judges the DeepStream blur app's pixels (proof + audit); given by the CLI,
+    # which may import the blur app (this floor may not). Not part of the fingerprint.
+    validate_pixels: Callable | None = field(default=None, compare=False)
 
     def for_stage(self, stage: str, out) -> dict:
         """The options that go into a stage's fingerprint (and its call)."""
@@ -40,7 +43,7 @@ class RunOptions:
             "build-parser": {"ds_major": "9" if self.ds_version.startswith("9") else "8"},
             "deepstream": {"precision": self.precision, "ds_version": self.ds_version,
                            "ds_dir": self.ds_dir or str(Path(out) / "deepstream")},
-            "validate": {},
+            "validate": {"deepstream_pixels": self.validate_pixels is not None},
         }[stage]
 
 
@@ -122,7 +125,7 @@ def can_run(stage: str, options: RunOptions = RunOptions()) -> tuple[bool, str]:
     return True, "runs"
 
 
-def _call(stage: str, recipe, out, o: dict, force: bool = False) -> Any:
+def _call(stage: str, recipe, out, o: dict, force: bool = False, pixels: Callable | None = None) -> Any:
     """One stage, through the library function its command calls."""
     if stage == "export":
         from .export import export
@@ -150,7 +153,7 @@ def _call(stage: str, recipe, out, o: dict, force: bool = False) -> Any:
         return emit(recipe, out, precision=o["precision"], ds_version=o["ds_version"], ds_dir=o["ds_dir"])
     from .validate import validate
 
-    return validate(recipe, out)
+    return validate(recipe, out, pixels=pixels)
 
 
 def run(recipe, out, options: RunOptions = RunOptions(), start: str | None = None, stop: str | None = None,
@@ -214,7 +217,7 @@ def _run(recipe, out, options: RunOptions, stages: list[str], force: bool, tell,
             continue
         tell("start", Step(stage, True, "ran", model=model))
         t1 = time.perf_counter()
-        result = _call(stage, recipe, out, o, force)
+        result = _call(stage, recipe, out, o, force, options.validate_pixels)
         steps.append(Step(stage, True, "ran", time.perf_counter() - t1, result, model=model))
         tell("done", steps[-1])
         RunFolder(out).mark_fresh(stage, fp)  # re-read: the stage itself has just rewritten the manifest

@@ -66,18 +66,23 @@ PARSER_LIB = Artifact("build-parser", "lib", "nvinfer custom parser library", ("
 PARSER_HARNESS = Artifact("build-parser", "harness", "C harness that drives the parser from Python",
                           ("validate", "blur"))
 PARSER_PARAMS = Artifact("build-parser", "params_header", "model parameters compiled into the parser")
+DSBLUR_LIB = Artifact("build-parser", "dsblur_lib", "fbtool's DeepStream blur library (nvdsvideotemplate, --dsblur)",
+                      ("deepstream",))
 INFER_CONFIG = Artifact("deepstream", "infer_config", "nvinfer config", ("validate", "blur"))
 APP_CONFIG = Artifact("deepstream", "app_config", "deepstream-app config")
 LABELS = Artifact("deepstream", "labels", "nvinfer labels file")
 BLUR_APP = Artifact("deepstream", "blur_app", "DeepStream 9.x face-blur app script")
+TRACKER_CONFIG = Artifact("deepstream", "tracker_config", "nvtracker low-level (IOU) config for the blur app")
+BLUR_INFER_CONFIG = Artifact("deepstream", "blur_infer_config", "nvinfer config of the blur app (blur.score, recall first)",
+                             ("validate",))
 SGIE_CONFIG = Artifact("deepstream", "sgie_config", "the landmark model's secondary nvinfer config (two-model recipes)")
 REPORT_JSON = Artifact("validate", "report_json", "validation report (JSON)")
 REPORT_HTML = Artifact("validate", "report_html", "validation report (HTML)")
 
 ARTIFACTS: tuple[Artifact, ...] = (
     EXPORT_ONNX, SURGERY_ONNX, CALIB_SET, CALIB_DATA, CALIB_STATS, CALIB_CACHE, CALIB_CACHE_MAX, INT8_QDQ,
-    INT8_QDQ_MAX, FP16_ONNX, ENGINE, ENGINE_MANIFEST, PARSER_LIB, PARSER_HARNESS, PARSER_PARAMS, INFER_CONFIG,
-    APP_CONFIG, LABELS, BLUR_APP, SGIE_CONFIG, REPORT_JSON, REPORT_HTML,
+    INT8_QDQ_MAX, FP16_ONNX, ENGINE, ENGINE_MANIFEST, PARSER_LIB, PARSER_HARNESS, PARSER_PARAMS, DSBLUR_LIB,
+    INFER_CONFIG, APP_CONFIG, LABELS, BLUR_APP, TRACKER_CONFIG, BLUR_INFER_CONFIG, SGIE_CONFIG, REPORT_JSON, REPORT_HTML,
 )
 # The model every stage after surgery works on: surgery's ONNX when the run has one, else export's.
 MODEL_ONNX = (SURGERY_ONNX, EXPORT_ONNX)

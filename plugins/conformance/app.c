@@ -51,8 +51,17 @@ int cmd_app(const char* path)
     str(o, sg->config_file_path);
     g_string_append(o, "}");
   }
-  g_string_append_printf(o, "], \"osd\": {\"enable\": %d}, \"tracker\": {\"enable\": %d}",
-                         config.osd_config.enable, config.tracker_config.enable);
+  NvDsTrackerConfig* t = &config.tracker_config;
+  g_string_append_printf(o, "], \"osd\": {\"enable\": %d}, \"tracker\": {\"enable\": %d, \"width\": %d, "
+                         "\"height\": %d, \"gpu_id\": %u, \"display_tracking_id\": %d, \"tracking_id_reset_mode\": %u, "
+                         "\"ll_lib_file\": ", config.osd_config.enable, t->enable, t->width, t->height, t->gpu_id,
+                         t->display_tracking_id, t->tracking_id_reset_mode);
+  str(o, t->ll_lib_file);
+  g_string_append(o, ", \"ll_config_file\": ");
+  str(o, t->ll_config_file);
+  g_string_append(o, ", \"operate_on_class_ids\": ");
+  str(o, t->operate_on_class_ids);
+  g_string_append(o, "}");
   g_string_append(o, ", \"sinks\": [");
   for (guint i = 0; i < config.num_sink_sub_bins; ++i) {
     NvDsSinkSubBinConfig* k = &config.sink_bin_sub_bin_config[i];

@@ -221,16 +221,40 @@ def blur_video(recipe, source, output, engine: Engine, json_path=None, max_frame
     return info
 
 
-def plan_outputs(sources, output) -> list[tuple[Path, Path]]:
+def is_uri(source) -> bool:
+    return "://" in str(source)
+
+
+def uri_stem(uri: str) -> str:
+    """An output name for a stream URI: its last path segment without suffix, else its host
+    (rtsp://cam1/live/ch1 -> ch1, http://h/v/a.mp4 -> a, rtsp://10.0.0.5:554/ -> 10.0.0.5)."""
+    import re
+    from urllib.parse import urlsplit
+
+    u = urlsplit(str(uri))
+    segs = [x for x in u.path.split("/") if x]
+    name = Path(segs[-1]).stem if segs else (u.hostname or "")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "stream"
+
+
+def plan_outputs(sources, output, uris: bool = False) -> list[tuple]:
     """(input, output MP4) pairs. One input file and OUT.mp4: as given. Several inputs, or a folder
-    (its video files, sorted): OUT is a folder and each output is OUT/<input stem>.mp4."""
+    (its video files, sorted): OUT is a folder and each output is OUT/<input stem>.mp4 (a stream URI's
+    stem: uri_stem). `uris`: stream URIs are allowed (the NVDEC path; they stay strings)."""
     from ..media import VIDEO_SUFFIXES, resolve_media
 
     if not sources:
         raise FbtoolError("no input given", "name one or more videos, or a folder of them")
-    files: list[Path] = []
+    files: list = []
     folder_given = False
     for s in sources:
+        if is_uri(s):
+            if not uris:
+                raise FbtoolError(f"{s} is a stream URI; this path decodes files only",
+                                  "use --device cuda --backend torch with PyNvVideoCodec (NVDEC opens RTSP/HTTP), "
+                                  "or save the stream to a file first")
+            files.append(str(s))
+            continue
         p = Path(s)
         if p.is_dir():
             folder_given = True
@@ -246,7 +270,7 @@ def plan_outputs(sources, output) -> list[tuple[Path, Path]]:
     if out.suffix.lower() == ".mp4":
         raise FbtoolError(f"{len(files)} inputs but -o {out} names one MP4",
                           "with several inputs or a folder, -o names a folder: each output is FOLDER/<name>.mp4")
-    pairs = [(f, out / (f.stem + ".mp4")) for f in files]
+    pairs = [(f, out / ((uri_stem(f) if is_uri(f) else f.stem) + ".mp4")) for f in files]
     stems = [o.name for _, o in pairs]
     dup = sorted({n for n in stems if stems.count(n) > 1})
     if dup:
@@ -276,27 +300,78 @@ def blur_many(recipe, sources, output, engine: Engine, json_path=None, on_result
     return results
 
 
-def blur_nvdec(recipe, source, output, engine: Engine, json_path=None, encode: bool = True,
-               max_frames: int | None = None, verify: bool = False) -> dict:
-    """One input through the NVDEC + CUDA-graph path (toolchain.blur.multistream; no tracks there), then
-    the same independent audit and the same rule: OUT only when it passes, else OUT.unverified.mp4."""
+def blur_nvdec(recipe, sources, output, engine: Engine, json_path=None, encode: bool = True,
+               max_frames: int | None = None, verify: bool = False, nvdec: bool = True, on_result=None,
+               workers: int | None = None, x264_threads: int | None = None) -> list[dict]:
+    """Every input through the NVDEC + CUDA-graph path at once (multistream.blur_streams: decoded on the
+    GPU, batched across inputs, no tracks), outputs named as plan_outputs says, each with its sidecar
+    `<stem>.faces.json` (the faces blurred per frame); then per output the same independent audit and
+    the same rule as blur_video: OUT only when it passes, else OUT.unverified.mp4.
+
+    The inputs run together, so a bad input stops the call before any work, and an error midway
+    (a decoder, an encoder) leaves no output of this call at all (temporaries removed). `nvdec=False`
+    decodes with PyAV instead (tests, and machines without NVDEC). Returns one dict per input."""
     import os
 
-    from .audit import audit_video
+    from ..fsutil import refuse_overwrite, sweep_stale
     from .multistream import blur_streams
 
-    info = blur_streams(recipe, [source], [output], engine, [json_path], encode=encode, max_frames=max_frames)
-    info["output"] = str(output) if encode else "(not encoded)"
-    if verify and encode:
-        paths = output_paths(output)
-        report = audit_video(source, output, max_frames=max_frames, sheet_path=paths["sheet"])
-        d = report.to_dict()
-        if not report.ok:
-            os.replace(output, paths["unverified"])
-        d.update({"sheet": str(paths["sheet"]), "video": str(output if report.ok else paths["unverified"]),
-                  "audit_json": str(paths["audit"])})
-        write_text(paths["audit"], json.dumps(d, default=float) + "\n")
-        info["proof"] = d
-        info["output"] = d["video"]
-    return info
+    if max_frames is not None and max_frames < 1:
+        raise FbtoolError(f"--max-frames must be at least 1, got {max_frames}", "leave it out for every frame")
+    if engine.model is not None and recipe.blur.mode != "blur":
+        raise FbtoolError(f"--mode {recipe.blur.mode} runs on the host engines only (the CUDA engine blurs)",
+                          "use --backend ort or --device cpu, or leave --mode out")
+    pairs = plan_outputs(sources, output, uris=True)
+    if verify and any(is_uri(src) for src, _ in pairs):
+        raise FbtoolError("--verify with a stream URI input", "the audit reads the input again: save the stream "
+                          "to a file and verify that, or leave --verify out")
+    if json_path and len(pairs) > 1:
+        raise FbtoolError("--json with several inputs", "each output's sidecar <name>.faces.json holds its "
+                          "faces per frame; run one input at a time for the detector's JSON lines")
+    outs = []
+    for src, out in pairs:
+        if out.suffix.lower() != ".mp4":
+            raise FbtoolError(f"output {out} is not an .mp4", "the blur job writes H.264 MP4: name it *.mp4")
+        if out.is_dir():
+            raise FbtoolError(f"output {out} is a folder", "give a file name ending in .mp4")
+        paths = output_paths(out)
+        refuse_overwrite({"-o": out if encode else None, "--json": json_path, "the sidecar": paths["sidecar"]},
+                         {"the video": None if is_uri(src) else src, **engine.inputs})
+        outs.append(paths)
+    for p in outs:
+        p["sidecar"].parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale(p["sidecar"].parent, only=(p["unverified"] if verify else p["video"]).name)
+    encoded = [p["unverified"] if verify else p["video"] for p in outs]
+    info = blur_streams(recipe, [s for s, _ in pairs], encoded if encode else None, engine,
+                        [json_path] if json_path else None, encode=encode, max_frames=max_frames, nvdec=nvdec,
+                        workers=workers, x264_threads=x264_threads)
+    results = []
+    for i, ((src, out), paths) in enumerate(zip(pairs, outs)):
+        rows = info["rows"][i]
+        sidecar = {"source": str(src), "output": str(out) if encode else None, "backend": info["backend"],
+                   "settings": None, "kinds": None, "frames": rows}
+        write_text(paths["sidecar"], json.dumps(sidecar) + "\n")
+        r = {"source": str(src), "output": str(out) if encode else "(not encoded)", "sidecar": str(paths["sidecar"]),
+             "frames": len(rows), "faces": sum(len(x["faces"]) for x in rows), "fps": info["fps"],
+             "backend": info["backend"], "batch": info["batch"], "inputs": len(pairs), "stages": [],
+             "bound_by": info["bound_by"] + (f", {len(pairs)} inputs together" if len(pairs) > 1 else ""),
+             "encoder": info.get("encoder"), "fps_gpu_side": info.get("fps_gpu_side"),
+             "cpu_busy_cores": info.get("cpu_busy_cores"), "feeder_thread_busy": info.get("feeder_thread_busy")}
+        if verify and encode:
+            from .audit import audit_video
 
+            report = audit_video(src, encoded[i], max_frames=max_frames, sheet_path=paths["sheet"])
+            d = report.to_dict()
+            if report.ok:
+                os.replace(encoded[i], out)
+            elif out.exists():  # a stale OUT from an earlier run would look like this run's verified result
+                out.unlink()
+            d.update({"sheet": str(paths["sheet"]), "video": str(out if report.ok else encoded[i]),
+                      "audit_json": str(paths["audit"])})
+            write_text(paths["audit"], json.dumps(d, default=float) + "\n")
+            r["proof"] = d
+            r["output"] = d["video"]
+        results.append(r)
+        if on_result is not None:
+            on_result(r)
+    return results

@@ -49,7 +49,7 @@ def _onnx_path(onnx, run_dir) -> Path:
 
 def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, run_dir=None, engine_path=None,
                 weights=None, batch: int | None = None, precision: str = "fp32", threads: int | None = None,
-                tensor_path: bool = False, cuda_blur: str = DEFAULT_CUDA_BLUR) -> Engine:
+                tensor_path: bool = False, cuda_blur: str = DEFAULT_CUDA_BLUR, fp32_heads: bool = True) -> Engine:
     """The backend's engine. `tensor_path=True` with torch on the CPU runs the CUDA engine's stages on
     CPU tensors (tests use it to exercise that code without a GPU)."""
     if backend not in BACKENDS:
@@ -86,12 +86,14 @@ def make_engine(recipe, backend: str = "ort", device: str = "cpu", onnx=None, ru
         # stage threads) re-benchmarked every convolution inside the timed run (scripts/gpu_pipeline_profile.py
         # on the H100: ~450 cudaDeviceSynchronize calls and trial kernels in 8 batches).
         torch.backends.cudnn.benchmark = False
-        from .precision import fuse_conv_bn
+        from .precision import fuse_conv_bn, heads_fp32
 
         model = fuse_conv_bn(build_model(recipe, weights).eval()).to("cuda")  # fp16 needs it (precision.py)
         dtype = torch.float32
         if precision == "fp16":
             model = model.half()
+            if fp32_heads:  # fp16 ties between overlapping candidates' scores (precision.heads_fp32)
+                model = heads_fp32(model)
             dtype = torch.float16
         model = model.to(memory_format=torch.channels_last)
         return Engine(backend, device, f"torch-cuda-{precision}", model=model, dtype=dtype, batch=batch or 32,

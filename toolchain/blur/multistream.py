@@ -13,15 +13,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from pathlib import Path
 
 from ..errors import FbtoolError
 from ..fsutil import write_text
 
 
+def encoder_workers() -> int:
+    """CPU encoders: one per core this process may use (x264 runs its own threads inside each too)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths: list | None = None,
                  encode: bool = True, max_frames: int | None = None, batch_timeout_s: float = 0.04,
-                 nvdec: bool = True, workers: int | None = None) -> dict:
+                 nvdec: bool = True, workers: int | None = None, x264_threads: int | None = None) -> dict:
     """Blur `sources` together on the GPU; outputs[i] (an .mp4) gets sources[i] blurred when encoding."""
     from ..media import resolve_media
     from .pipeline.graphs import GraphRunner
@@ -44,6 +53,7 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
     w, h = sizes.pop()
     runner = GraphRunner(engine.model, recipe, engine.batch, h, w, engine.dtype, "nv12", download=encode)
     results: list[list] = [[] for _ in srcs]
+    t0, cpu0 = time.perf_counter(), os.times()
     with contextlib.ExitStack() as stack:
         pool = None
         if encode:
@@ -52,8 +62,8 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
             writers = []
             for s, o in zip(srcs, outputs):
                 Path(o).parent.mkdir(parents=True, exist_ok=True)
-                writers.append(stack.enter_context(BlurWriter(o, fps=None, source=s)))
-            pool = EncoderPool(writers, workers or os.cpu_count() or 1)
+                writers.append(stack.enter_context(BlurWriter(o, fps=None, source=s, threads=x264_threads)))
+            pool = EncoderPool(writers, workers or encoder_workers())
 
         def on_frame(sid, idx, dets, frame):
             results[sid].append({"frame": idx, "faces": dets.to_json()})
@@ -65,12 +75,25 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
         finally:
             if pool is not None:
                 pool.close()  # raises the first encoder error: ExitStack then drops the temporary files
+    wall = time.perf_counter() - t0  # encoders drained and files closed: the whole job
+    cpu1 = os.times()
+    # cores this process kept busy (all threads, x264's included): near the core count means CPU-bound,
+    # near 1 with the GPU idle means one thread (the GIL) was the limit
+    busy_cores = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall if wall > 0 else None
     for i, rows in enumerate(results):
         rows.sort(key=lambda r: r["frame"])
         if json_paths and json_paths[i]:
             write_text(json_paths[i], "".join(json.dumps(r) + "\n" for r in rows))
-    info.update({"inputs": srcs, "outputs": list(outputs) if encode else None, "backend": engine.name + ", CUDA graphs",
-                 "batch": engine.batch, "decoder": "nvdec" if nvdec else "pyav-cpu",
-                 "faces": sum(len(r["faces"]) for rows in results for r in rows), "bound_by": "decode + GPU stage",
-                 "stages": []})
+    info.update({"inputs": srcs, "outputs": [str(o) for o in outputs] if encode else None,
+                 "backend": engine.name + ", CUDA graphs", "batch": engine.batch,
+                 "decoder": "nvdec" if nvdec else "pyav-cpu", "rows": results,
+                 "faces": sum(len(r["faces"]) for rows in results for r in rows), "stages": [],
+                 "bound_by": "decode + GPU stage", "cpu_busy_cores": busy_cores})
+    if pool is not None:
+        # fps counts until the last encoder has finished; the GPU side's own rate stays beside it
+        info.update({"fps_gpu_side": info["fps"], "wall_s_gpu_side": info["wall_s"], "wall_s": wall,
+                     "feeder_thread_busy": info["feeder_thread_cpu_s"] / info["wall_s"] if info["wall_s"] else None,
+                     "fps": info["frames"] / wall if wall > 0 else 0.0, "encoder": pool.stats(wall)})
+        if info["encoder"]["put_wait_s"] > 0.2 * wall:  # the GPU side waited on full encoder queues
+            info["bound_by"] = f"CPU encoders ({pool.workers} threads)"
     return info

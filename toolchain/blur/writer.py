@@ -20,9 +20,11 @@ PRESET = "superfast"
 
 
 class BlurWriter(VideoWriter):
-    def __init__(self, path, fps=None, source=None, crf: int = CRF, preset: str = PRESET):
+    def __init__(self, path, fps=None, source=None, crf: int = CRF, preset: str = PRESET, threads: int | None = None):
         super().__init__(path, fps=fps, source=source, crf=crf)
         self.preset = preset
+        self.threads = threads  # x264's own threads (None: x264 picks, 1.5 per core); an encoder pool shares the cores
 
     def encoder_options(self) -> dict[str, str]:
-        return {"crf": str(self.crf), "preset": self.preset, "x264-params": X264_PARAMS}
+        return {"crf": str(self.crf), "preset": self.preset, "x264-params": X264_PARAMS,
+                **({"threads": str(self.threads)} if self.threads else {})}

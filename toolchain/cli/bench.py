@@ -36,12 +36,15 @@ from ._common import load, recipe_option, success
               help="--streams: send a partial batch this long after its first frame (nvstreammux's timeout).")
 @click.option("--decoder", type=click.Choice(["auto", "nvdec", "cpu"]), default="auto", show_default=True,
               help="--streams: NVDEC (PyNvVideoCodec) or PyAV on the CPU; auto = NVDEC where available.")
+@click.option("--frame-pool/--no-frame-pool", default=True, show_default=True,
+              help="--streams: decoders write into one preallocated frame pool (no: a tensor per frame, to compare).")
 @click.option("--frames-npy", type=click.Path(exists=True), default=None,
               help="Source frames from a .npy/.npz [N,H,W,3] instead of decoding the shared clips.")
 @click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,
               help="torch on CUDA: dense (constant kernels per batch) or crops (per-face crops).")
 def command(recipe, out, stem, backends, device, frames, naive_frames, size, encode, batch, precision, threads, onnx,
-            run_dir, gpu_stages, streams, source, frames_per_stream, batch_timeout_ms, decoder, frames_npy, cuda_blur):
+            run_dir, gpu_stages, streams, source, frames_per_stream, batch_timeout_ms, decoder, frame_pool, frames_npy,
+            cuda_blur):
     """Naive per-frame PyTorch loop vs fbtool's pipelined blur, on the same frames: JSON, Markdown, PNG."""
     from ..bench import bench, parse_size, write_report
     from ..errors import FbtoolError
@@ -58,7 +61,7 @@ def command(recipe, out, stem, backends, device, frames, naive_frames, size, enc
             raise FbtoolError("--streams needs counts of at least 1", "e.g. --streams 1,4,16,32")
         res = bs.bench_streams(load(recipe), source, counts, frames_per_stream, batch or 32,
                                precision, naive_frames,
-                               batch_timeout_ms, decoder, log=click.echo)
+                               batch_timeout_ms, decoder, frame_pool=frame_pool, log=click.echo)
         paths = bs.write_report(res, out, stem if stem != "bench" else "bench_streams")
         click.echo(open(paths["md"]).read())
         success("bench", t0, ", ".join(str(p) for p in paths.values()))

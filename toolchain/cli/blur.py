@@ -42,7 +42,7 @@ from ._common import load, recipe_option, success
 @click.option("--decoder", type=click.Choice(["auto", "nvdec", "cpu"]), default="auto", show_default=True,
               help="--device cuda --backend torch: NVDEC + CUDA graphs (auto: where PyNvVideoCodec is installed).")
 @click.option("--encode/--no-encode", default=True, show_default=True,
-              help="NVDEC path only: --no-encode keeps frames on the GPU and writes detections (--json) only.")
+              help="NVDEC path only: --no-encode keeps frames on the GPU and writes the faces (sidecar, --json) only.")
 def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, mode, mask_scale, contour,
             batch, precision, start, max_frames, verify, stats, cuda_blur, decoder, encode):
     """Blur every face of one or more videos (MP4/GIF, or a folder of them): tracked, recall-first."""
@@ -62,6 +62,12 @@ def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path
         if "error" in info:
             click.secho(f"  {info['source']}: {info['error']}", fg="red")
             return
+        if stats and info.get("encoder"):
+            e = info["encoder"]
+            click.echo(f"  CPU encoders: {e['workers']} threads, each busy {100 * (e['busy_fraction_mean'] or 0):.0f}% "
+                       f"of the run; the GPU side waited {e['put_wait_s']:.1f} s on them "
+                       f"(GPU side alone {info['fps_gpu_side']:.1f} frames/s); "
+                       f"{info['cpu_busy_cores'] or 0:.1f} CPU cores busy on average")
         if stats:
             for s in info["stages"]:
                 click.echo(f"  {s['stage']:<10} busy {s['busy_s']:7.3f} s  waiting {s['wait_in_s']:7.3f} s  "
@@ -86,15 +92,12 @@ def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path
         from ..blur.nvdec import available
 
         nvdec = decoder == "nvdec" or available()[0]
-    if nvdec:  # issue 18's GPU path: one input, no tracks; the same audit
+    if nvdec:  # issue 18's GPU path: every input at once, batched across inputs; no tracks; the same audit
         if start:
             raise FbtoolError("--start is not supported with NVDEC", "use --decoder cpu")
-        if len(sources) != 1:
-            raise FbtoolError("several inputs with NVDEC", "use --decoder cpu, or fbtool bench --streams")
-        results = [blur_nvdec(r, sources[0], output, eng, json_path, encode=encode, max_frames=max_frames,
-                              verify=verify)]
+        results = blur_nvdec(r, sources, output, eng, json_path, encode=encode, max_frames=max_frames,
+                             verify=verify, on_result=report)
         verify = verify and encode
-        report(results[0])
     elif not encode:
         raise FbtoolError("--no-encode needs the NVDEC path", "use --device cuda --backend torch with PyNvVideoCodec")
     else:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
@@ -66,5 +67,8 @@ def show(info: dict, precision: str, ds_version: str, t0: float) -> None:
         click.echo(f"  FaceMesh SGIE {sg['precision']}, between the contour components: {sg['pipeline']}")
     if not info["parser_lib_exists"]:
         click.echo(f"  note: {info['parser_lib']} does not exist yet: build the parser there (docs/deepstream.md)")
+    if info.get("dsblur_lib") and not Path(info["dsblur_lib"]).is_file():
+        click.echo(f"  note: the blur app needs {info['dsblur_lib']}: on the DeepStream host, "
+                   "`fbtool build-parser --dsblur` builds it (docs/deepstream.md)")
     success("deepstream", t0, f"{info['ds_dir']} ({precision}, DeepStream {ds_version}, engine "
             f"{info['engine'].rsplit('/', 1)[-1]})")

@@ -20,18 +20,22 @@ from ._common import load, out_option, recipe_option, success
 @click.option("--deepstream", "ds_version", type=click.Choice(["7.1", "8.0", "9.0", "9.1"]), default="9.1",
               show_default=True)
 @click.option("--ds-dir", default=None, help="Where the DeepStream files go (default: <out>/deepstream).")
+@click.option("--pixel-frames", default=16, show_default=True, metavar="N",
+              help="validate: blur the first N frames of each clip as the DeepStream blur app would and judge "
+                   "them with the pixel proof and the audit (0: off), as `fbtool validate` does.")
 @click.option("--force", is_flag=True, help="Redo every selected stage even if its inputs did not change.")
-def command(recipe, out, start, stop, precision, engine_runtime, ds_version, ds_dir, force):
+def command(recipe, out, start, stop, precision, engine_runtime, ds_version, ds_dir, pixel_frames, force):
     """The main job: export -> surgery -> calibrate -> build-engine -> build-parser -> deepstream -> validate.
 
     Every artifact and the report land in one run folder with one manifest. A stage whose inputs
     (recipe, options, upstream artifacts) did not change is not redone.
     """
     from .. import chain
+    from . import validate
 
     t0 = time.perf_counter()
     options = chain.RunOptions(precision=precision, engine_runtime=engine_runtime, ds_version=ds_version,
-                               ds_dir=ds_dir)
+                               ds_dir=ds_dir, validate_pixels=validate.deepstream_pixels(pixel_frames))
     steps = chain.run(load(recipe), out, options, start, stop, force, on_step=_printer(out, options))
     click.echo("")
     for s in steps:

@@ -22,7 +22,11 @@ CANDIDATES = ["onnx", "surgered", "int8-qdq", "int8-qdq-max", "fp16", "engine", 
 @click.option("--media", multiple=True, help="Clips/images to validate on (default: the recipe's validation_media).")
 @click.option("--frames-per-clip", default=6, show_default=True)
 @click.option("--step", default=5, show_default=True, help="Frames between samples within a clip.")
-def command(recipe, out, only, c_onnx, qdq, fp16, engine, ds, media, frames_per_clip, step):
+@click.option("--pixel-frames", default=16, show_default=True, metavar="N",
+              help="nvinfer candidate: blur the first N frames of each clip as the DeepStream blur app would "
+                   "(tracker hold + fbtool's DeepStream blur) and judge them with the pixel proof and the audit "
+                   "(0: off).")
+def command(recipe, out, only, c_onnx, qdq, fp16, engine, ds, media, frames_per_clip, step, pixel_frames):
     """PyTorch reference vs every candidate on real frames; report.json + report.html; non-zero on breach."""
     from ..validate import validate
 
@@ -34,8 +38,20 @@ def command(recipe, out, only, c_onnx, qdq, fp16, engine, ds, media, frames_per_
     chosen |= {"engine"} if engine else set()
     chosen |= {"nvinfer"} if ds else set()
     report = validate(load(recipe), out, only=chosen or None, per_clip=frames_per_clip, step=step,
-                      media=list(media) or None)
+                      media=list(media) or None, pixels=deepstream_pixels(pixel_frames))
     show(report, t0)
+
+
+def deepstream_pixels(frames_per_clip: int):
+    """validate's pixel check of the DeepStream blur app (the blur app floor, which validate may not import)."""
+    if frames_per_clip <= 0:
+        return None
+    from ..blur.deepstream import verify_deepstream
+
+    def pixels(recipe, config, clips):
+        return verify_deepstream(recipe, config, clips, frames_per_clip=frames_per_clip)
+
+    return pixels
 
 
 def show(report: dict, t0: float) -> None:

@@ -29,6 +29,7 @@ from ..errors import FbtoolError
 from ..fsutil import write_text
 from ..nvinfer import keys
 from ..nvinfer.keyfile import render
+from ..nvinfer.names import DSBLUR_LIB as DSBLUR_LIB_NAME
 from ..nvinfer.names import (
     NETWORK_MODE,
     PARSE_BBOX_FUNC,
@@ -39,7 +40,7 @@ from ..nvinfer.names import (
     STREAMMUX_WIDTH,
 )
 from ..recipe import Recipe
-from ..runfolder import CALIB_CACHE, ENGINE, ENGINE_MANIFEST, INT8_QDQ, RunFolder, fingerprint
+from ..runfolder import CALIB_CACHE, DSBLUR_LIB, ENGINE, ENGINE_MANIFEST, INT8_QDQ, RunFolder, fingerprint
 from ..runfolder import PARSER_LIB as PARSER_LIB_ART
 
 # nvdsosd/nvinfer threshold on the mask probabilities: the reference ellipse edge is exactly 0.5
@@ -55,6 +56,10 @@ def ds_dir_for(recipe: Recipe, ds_dir: str | Path | None = None) -> Path:
 
 def infer_config_name(model: str) -> str:
     return f"config_infer_primary_{model}.txt"
+
+
+def blur_infer_config_name(model: str) -> str:
+    return f"config_infer_blur_{model}.txt"
 
 
 def nvinfer_mode(precision: str, strongly_typed: bool) -> str:
@@ -176,7 +181,9 @@ def parser_lib(run: RunFolder, ds_dir: Path) -> tuple[Path, int | None]:
 
 
 def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, labels_path: Path, lib: Path,
-                 gpu_id: int = 0, mask: bool = True) -> list:
+                 gpu_id: int = 0, mask: bool = True, blur: bool = False) -> list:
+    """`blur`: the blur app's config, recall first: pre-cluster-threshold is `fbtool blur`'s blur.score
+    (a face the validation threshold drops stays sharp; measured in docs/deepstream.md)."""
     inp, pre = src.meta["input"], src.meta["preprocess"]
     t = recipe.thresholds
     labels = src.meta.get("labels", list(recipe.labels))
@@ -227,7 +234,8 @@ def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, 
             ("cluster-mode", 2, "NMS"),
         ]
     attrs = [
-        ("pre-cluster-threshold", float(t.score), "recipe thresholds.score"),
+        ("pre-cluster-threshold", float(recipe.blur.score) if blur else float(t.score),
+         "recipe blur.score: recall first, as `fbtool blur`" if blur else "recipe thresholds.score"),
         ("nms-iou-threshold", float(t.nms_iou),
          "recipe thresholds.nms_iou" + (" (applied inside the parser; nvinfer ignores it with cluster-mode=4)"
                                          if mask else "")),
@@ -269,6 +277,7 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
          ds_dir: str | Path | None = None, gpu_id: int = 0, mask: bool = True, batch: int | None = None,
          input_uri: str | None = None) -> dict:
     """Write the DeepStream files for the run folder `out`; record them under stage "deepstream"."""
+    from . import tracker
     from .app import app_groups, blur_script, supports_mask_blur
 
     if ds_version not in keys.versions():
@@ -281,6 +290,7 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
     labels_path = target / "labels.txt"
     infer_path = target / infer_config_name(recipe.name)
     app_path = target / f"deepstream_app_{recipe.name}.txt"
+    blur_infer_path = target / blur_infer_config_name(recipe.name)
     lib, lib_major = parser_lib(run, target)
     ds_major = keys._vt(ds_version)[0]
     if lib_major is not None and (lib_major >= 9) != (ds_major >= 9):
@@ -290,29 +300,41 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
 
     infer_text = render(infer_groups(recipe, src, precision, ds_version, labels_path, lib, gpu_id, mask),
                         header(recipe, ds_version, precision, "Gst-nvinfer config"))
-    app_text = render(app_groups(recipe, infer_path.name, src.batch, gpu_id, input_uri),
+    blur_app = mask and supports_mask_blur(ds_version)
+    blur_infer_text = render(infer_groups(recipe, src, precision, ds_version, labels_path, lib, gpu_id, mask, blur=True),
+                             header(recipe, ds_version, precision, "Gst-nvinfer config of the blur app"))
+    app_text = render(app_groups(recipe, infer_path.name, src.batch, gpu_id, input_uri, with_tracker=blur_app),
                       header(recipe, ds_version, precision, "deepstream-app config"))
     from ..nvinfer.keyfile import parse
 
     findings = {}
-    for path, text, kind in ((infer_path, infer_text, "nvinfer"), (app_path, app_text, "deepstream_app")):
+    checked = [(infer_path, infer_text, "nvinfer"), (app_path, app_text, "deepstream_app")]
+    for path, text, kind in checked + ([(blur_infer_path, blur_infer_text, "nvinfer")] if blur_app else []):
         f = keys.check(parse(text, str(path)), ds_version, kind)
         keys.ensure_valid(f, str(path))
         findings[path.name] = [str(x) for x in f]
 
     labels = src.meta.get("labels", list(recipe.labels))
     outputs = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path,
-               "blur_app": target / f"run_blur_{recipe.name}.sh"}
+               "blur_app": target / f"run_blur_{recipe.name}.sh", "tracker_config": target / tracker.LL_CONFIG_NAME,
+               "blur_infer_config": blur_infer_path}
     _check_outputs(outputs, target, src, lib, labels)
     write_text(labels_path, "\n".join(labels) + "\n")
     write_text(infer_path, infer_text)
     write_text(app_path, app_text)
     artifacts: dict[str, str | os.PathLike] = {"infer_config": infer_path, "app_config": app_path, "labels": labels_path}
-    if mask and supports_mask_blur(ds_version):
+    dsblur = run.get(DSBLUR_LIB)
+    if blur_app:
+        # fbtool's blur library: the one `fbtool build-parser --dsblur` built (a DeepStream host), else
+        # the name the script looks up beside itself (docs/deepstream.md)
+        trk = outputs["tracker_config"]
+        write_text(trk, tracker.ll_config(recipe.blur.hold, recipe.blur.track_iou))
+        write_text(blur_infer_path, blur_infer_text)
         blur = outputs["blur_app"]
-        write_text(blur, blur_script(recipe, infer_path.name, gpu_id))
+        write_text(blur, blur_script(recipe, blur_infer_path.name, gpu_id,
+                                     str(dsblur.resolve()) if dsblur else DSBLUR_LIB_NAME))
         blur.chmod(0o755)
-        artifacts["blur_app"] = blur
+        artifacts.update({"blur_app": blur, "tracker_config": trk, "blur_infer_config": blur_infer_path})
     sgie = None
     if recipe.contour.model is not None:  # two-model recipe: FaceMesh as the secondary GIE (secondary.py)
         from .secondary import emit_for_run
@@ -323,11 +345,14 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
             "engine": str(src.engine), "engine_from_manifest": src.engine_from_manifest, "batch_size": src.batch,
             "int8": "qdq" if src.strongly_typed else ("calib_cache" if src.calib_cache else None),
             "network_type": 3 if mask else 0, "parser_lib": str(lib), "parser_lib_exists": lib.is_file(),
+            "dsblur_lib": str(dsblur.resolve() if dsblur else target / DSBLUR_LIB_NAME) if blur_app else None,
+            "hold": recipe.blur.hold if blur_app else None,
             "warnings": [w for ws in findings.values() for w in ws]}
     if sgie is not None:
         info["sgie"] = sgie
     run.record("deepstream", artifacts, info,
-               inputs=fingerprint(recipe.hash, precision, ds_version, str(target), src.onnx, gpu_id, mask, src.batch),
+               inputs=fingerprint(recipe.hash, precision, ds_version, str(target), src.onnx, gpu_id, mask, src.batch,
+                                  recipe.blur.hold, recipe.blur.track_iou, recipe.blur.score, str(dsblur)),
                recipe=recipe)
     info["files"] = {k: str(v) for k, v in artifacts.items()}
     return info

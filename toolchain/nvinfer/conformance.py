@@ -40,6 +40,7 @@ class Sources:
     nvdsosd: Path
     app_common: Path
     app: Path
+    gst_plugins: Path | None = None  # gst-nvtracker/, gst-nvdsvideotemplate/ (fbtool's DeepStream blur)
 
     def files(self) -> list[Path]:
         return [self.nvinfer / "gstnvinfer_property_parser.cpp", self.nvinfer / "gstnvinfer.cpp",
@@ -57,11 +58,13 @@ def find_sources() -> Sources | None:
         s = Path(root) / "sources"
         candidates.append(Sources(f"DeepStream host sources ({s})", s / "includes", s / "gst-plugins" / "gst-nvinfer",
                                   s / "libs" / "nvdsinfer", s / "gst-plugins" / "gst-nvdsosd",
-                                  s / "apps" / "apps-common", s / "apps" / "sample_apps" / "deepstream-app"))
+                                  s / "apps" / "apps-common", s / "apps" / "sample_apps" / "deepstream-app",
+                                  s / "gst-plugins"))
     s = SHARED_DS
     candidates.append(Sources(f"NVIDIA DeepStream 9.1 sources ({s})", s / "includes", s / "src" / "gst-plugins" / "gst-nvinfer",
                               s / "src" / "utils" / "nvdsinfer", s / "src" / "gst-plugins" / "gst-nvdsosd",
-                              s / "src" / "apps" / "common", s / "src" / "apps" / "sample_apps" / "deepstream-app"))
+                              s / "src" / "apps" / "common", s / "src" / "apps" / "sample_apps" / "deepstream-app",
+                              s / "src" / "gst-plugins"))
     for c in candidates:
         if all(f.is_file() for f in c.files()):
             return c
@@ -253,3 +256,21 @@ def check_with_nvidia(path: str | Path) -> tuple[str, list[str]]:
         used = f"deepstream-app's parse_config_file from {src.label if src else '?'}"
         errs = [] if got["parsed"] else [ln for ln in messages.splitlines() if ln.strip()] or ["parse_config_file returned FALSE"]
     return used, errs
+
+
+def gst_properties(element_source: str | Path) -> dict[str, str]:
+    """The GObject properties an element's source installs (g_param_spec_<type>("name", ...)): name -> type.
+    Read from the text: nvtracker and nvdsvideotemplate link closed libraries, so they are not compiled here."""
+    import re
+
+    text = Path(element_source).read_text(errors="replace")
+    return {m.group(2): m.group(1) for m in re.finditer(r'g_param_spec_(\w+)\s*\(\s*"([^"]+)"', text)}
+
+
+def element_source(element: str) -> Path | None:
+    """gst-<element>/gst<element>.cpp of the found sources (nvtracker, nvdsvideotemplate), or None."""
+    src = find_sources()
+    if src is None or src.gst_plugins is None:
+        return None
+    p = src.gst_plugins / f"gst-{element}" / f"gst{element}.cpp"
+    return p if p.is_file() else None

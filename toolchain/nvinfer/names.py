@@ -15,6 +15,11 @@ HARNESS_LIB = "libfbtool_harness.so"  # drives PARSER_LIB from Python (nvinfer.h
 PARSE_BBOX_FUNC = "NvDsInferParseFbtoolFace"
 PARSE_MASK_FUNC = "NvDsInferParseFbtoolFaceMask"
 PARSER_SYMBOLS = (PARSE_BBOX_FUNC, PARSE_MASK_FUNC)
+# fbtool's DeepStream blur (plugins/dsblur/): the nvdsvideotemplate custom library and its factory symbol
+DSBLUR_LIB = "libnvds_fbtool_dsblur.so"
+DSBLUR_SYMBOL = "CreateCustomAlgoCtx"
+# nvtracker's low-level library (NvMultiObjectTracker, closed), relative to the DeepStream root
+TRACKER_LL_LIB = "lib/libnvds_nvmultiobjecttracker.so"
 
 # gst-nvinfer `network-mode`; also the precision suffix of the engine names nvinfer builds and looks for.
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}

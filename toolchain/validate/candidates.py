@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ..runfolder import (
+    BLUR_INFER_CONFIG,
     ENGINE,
     EXPORT_ONNX,
     FP16_ONNX,
@@ -160,7 +161,9 @@ def _nvinfer(run: RunFolder, recipe) -> Candidate:
 
         return run_frames
 
-    return Candidate("nvinfer", "fp32", desc, make, checks_masks=True, extra={"config": str(config)})
+    blur_config = run.get(BLUR_INFER_CONFIG)  # the blur app's (recall-first threshold), for the pixel check
+    return Candidate("nvinfer", "fp32", desc, make, checks_masks=True,
+                     extra={"config": str(config), "blur_config": str(blur_config) if blur_config else None})
 
 
 def discover(run: RunFolder, recipe, only: set[str] | None = None) -> list[Candidate]:

@@ -43,6 +43,7 @@ class CandidateResult:
     breaches: list[str] = field(default_factory=list)
     worst_frames: list[int] = field(default_factory=list)
     per_frame: list[dict] = field(default_factory=list)
+    pixels: dict = field(default_factory=dict)  # nvinfer: what the DeepStream blur app writes, proof + audit
 
 
 def _record(res: CandidateResult, check: Check, worst: str) -> None:
@@ -94,8 +95,13 @@ def judge(cand: Candidate, recipe, ref_dets, cand_dets, ref_raw, cand_raw, frame
 
 
 def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step: int = 5, batch: int = 4,
-             media: list[str] | None = None, progress=None) -> dict:
-    """Run the reference and every available candidate; returns the report dict (also written to disk)."""
+             media: list[str] | None = None, progress=None, pixels=None) -> dict:
+    """Run the reference and every available candidate; returns the report dict (also written to disk).
+
+    `pixels(recipe, blur_infer_config, clips) -> {"ok", "summary", "failures", ...}`: judges what the
+    DeepStream blur app would write (the apps floor's blur.deepstream.verify_deepstream; the CLI passes
+    it) for the nvinfer candidate, when the run folder has the blur app's nvinfer config (DeepStream
+    9.x); a failed proof or audit is a breach of that candidate."""
     from ..recipe import LANDMARK_FAMILIES
 
     if recipe.family in LANDMARK_FAMILIES:  # FaceMesh: judged on face crops, by landmarks and ovals
@@ -147,6 +153,12 @@ def validate(recipe, out, only: set[str] | None = None, per_clip: int = 6, step:
                                            breaches=[f"candidate '{cand.name}' could not run: {exc}"]))
             continue
         res = judge(cand, recipe, ref_dets, dets, ref_raw, stack_raw(raw), refs, objects)
+        if pixels is not None and cand.name == "nvinfer" and cand.extra.get("blur_config"):
+            res.pixels = pixels(recipe, cand.extra["blur_config"], clips)
+            if not res.pixels["ok"]:
+                res.breaches.append(f"candidate 'nvinfer': the DeepStream blur app's output fails: "
+                                    f"{(res.pixels['failures'] or [res.pixels['summary']])[0]}")
+                res.status = "fail"
         res.seconds = round(time.perf_counter() - t1, 2)
         results.append(res)
         outputs[cand.name] = dets
@@ -200,6 +212,8 @@ def summary_table(report: dict) -> str:
         lines.append(f"{c['name']:<14}{c['precision']:<6}{c['status']:<9}{s['f1']:>7.3f}{s['mean_iou']:>7.3f}"
                      f"{s['max_landmark_px']:>8.2f}{s['mean_mask_iou']:>7.3f}{s['max_score_delta']:>9.4f}  "
                      f"{c['seconds']:.1f} s")
+        if c.get("pixels"):
+            lines.append(f"{'':<14}{c['pixels']['summary']}")
     tm = report.get("two_model")
     if tm:
         from .two_model import summary_lines

@@ -103,6 +103,8 @@ def render_html(report: dict, frames, refs, ref_dets, outputs, recipe) -> str:
                                                     f"{s['max_landmark_px']:.2f}", f"{s['mean_mask_iou']:.4f}",
                                                     f"{s['max_score_delta']:.4f}"]
         note = c["reason"] or "; ".join(c["breaches"]) or f"{c['seconds']} s"
+        if c.get("pixels"):  # the nvinfer candidate: what the DeepStream blur app would write
+            note += f" | {c['pixels']['summary']}"
         parts.append(f"<tr><td class='l'>{e(c['name'])}</td><td>{c['precision']}</td>"
                      f"<td style='color:{status_color[c['status']]}'><b>{c['status']}</b></td>"
                      + "".join(f"<td>{v}</td>" for v in cells) + f"<td class='l'>{e(note)}</td></tr>")

@@ -1,7 +1,9 @@
 """Many streams through one GPU, the way DeepStream's nvstreammux feeds nvinfer.
 
 A few decoding threads (8; each serves several sources in turn: NVDEC through blur/nvdec.py on the
-GPU, PyAV on the CPU for tests and machines without NVDEC) put NV12 frames in one shared bounded queue. The muxer fills a batch from
+GPU, PyAV on the CPU for tests and machines without NVDEC) copy each decoded NV12 frame into a slot of
+one preallocated frame pool (FramePool: the muxer's batch buffer, like nvstreammux's surface pool; a
+fixed amount of device memory whatever the number of streams) and put it in one shared bounded queue. The muxer fills a batch from
 whichever streams have frames: it waits for a first frame, then takes frames until the batch is full
 or `timeout_s` has passed since that first frame (nvstreammux's batched-push-timeout), and hands the
 batch to the graphed stage (graphs.GraphRunner, format nv12). Results come back per stream: the
@@ -14,7 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,21 +27,91 @@ _EOS = object()
 DECODE_THREADS = 8
 
 
+class FramePool:
+    """`n` frames preallocated on one device, written by the decoding threads (each copies its decoder's
+    surface into a free slot, on the decoder's stream) and read by the batch upload. A slot is free again
+    once the upload that read it has completed (its event). Before this pool each surface was cloned into
+    a tensor of its own on its decoder's stream, and PyTorch's caching allocator keeps freed blocks per
+    stream: 32 decoder streams kept 32 sets of frame blocks (docs/bench.md, issue 18)."""
+
+    def __init__(self, n: int, shape: tuple, device, stop: threading.Event | None = None):
+        import torch
+
+        self._torch = torch
+        self.buf = torch.empty((n, *shape), dtype=torch.uint8, device=device)
+        self.views = list(self.buf.unbind(0))
+        self.frame_bytes = self.views[0].numel()
+        self.free: queue.Queue = queue.Queue()
+        for i in range(n):
+            self.free.put(i)
+        self.pending: deque = deque()  # (event, slots) of uploads not known to be done
+        self.lock = threading.Lock()
+        self.stop = stop or threading.Event()
+
+    def acquire(self) -> int:
+        while True:
+            try:
+                return self.free.get_nowait()
+            except queue.Empty:
+                pass
+            self.reap()  # uploads finish within ~0.1 ms of being queued: look again soon, not in 2 ms
+            try:
+                return self.free.get(timeout=0.0005)
+            except queue.Empty:
+                if self.stop.is_set():
+                    raise Stopped from None
+
+    def write(self, frame, stream=None):
+        """Copy `frame` into a free slot, on the current CUDA stream (the decoder's: `stream`, None on the
+        CPU); returns (the slot's frame, an event marking the copy's end, or None)."""
+        dst = self.views[self.acquire()]
+        dst.copy_(frame, non_blocking=stream is not None)
+        ev = None
+        if stream is not None:
+            ev = self._torch.cuda.Event()
+            ev.record(stream)
+        return dst, ev
+
+    def slot(self, frame) -> int:
+        return (frame.data_ptr() - self.buf.data_ptr()) // self.frame_bytes
+
+    def release_after(self, event, slots) -> None:
+        """Free `slots` once `event` (None: now) has completed."""
+        if event is None:
+            for s in slots:
+                self.free.put(s)
+            return
+        with self.lock:
+            self.pending.append((event, list(slots)))
+        self.reap()
+
+    def reap(self) -> None:
+        with self.lock:
+            while self.pending and self.pending[0][0].query():
+                for s in self.pending.popleft()[1]:
+                    self.free.put(s)
+
+
 class HostNv12Decoder:
     """PyAV decode on the CPU to NV12 tensors: the same interface as nvdec.NvDecoder."""
 
     def __init__(self, source: str, device: str = "cpu"):
         import av
 
+        from ...errors import FbtoolError
         from ...media import resolve_media
 
         self.source = source if "://" in str(source) else str(resolve_media(source))
         self.device = device
-        with av.open(self.source) as c:
-            s = c.streams.video[0]
-            self.width, self.height = s.codec_context.width, s.codec_context.height
+        try:
+            with av.open(self.source) as c:
+                s = c.streams.video[0]
+                self.width, self.height = s.codec_context.width, s.codec_context.height
+        except (av.FFmpegError, IndexError) as exc:
+            raise FbtoolError(f"cannot decode {self.source}: {exc if str(exc) else 'no video stream'}",
+                              "check that it is a video that plays (or the URI is reachable)") from exc
 
-    def frames(self, max_frames: int | None = None, sync: bool = False):
+    def frames(self, max_frames: int | None = None, sync: bool = False, clone: bool = True, into=None):
         import av
         import torch
 
@@ -47,7 +119,8 @@ class HostNv12Decoder:
             for n, f in enumerate(c.decode(video=0)):
                 if max_frames is not None and n >= max_frames:
                     return
-                yield n, torch.from_numpy(f.to_ndarray(format="nv12")).to(self.device), None
+                t = torch.from_numpy(f.to_ndarray(format="nv12"))
+                yield (n, *into.write(t)) if into is not None else (n, t.to(self.device), None)
 
 
 def open_decoder(source: str, nvdec: bool):
@@ -67,29 +140,53 @@ class MuxStats:
 
 
 class StreamMux:
-    """Decoding threads -> one bounded queue -> batches of (stream, index, frame, t_decoded, ready event)."""
+    """Decoding threads -> one bounded queue -> batches of (stream, index, frame, t_decoded, ready event,
+    pool slot). With `pool` (a FramePool) each frame is a view of its pool slot (release it with
+    pool.release_after once read); without, a tensor of its own (slot None)."""
 
     def __init__(self, decoders: list, batch: int, timeout_s: float = 0.04, max_frames: int | None = None,
-                 depth: int | None = None, stop: threading.Event | None = None, threads: int | None = None):
+                 depth: int | None = None, stop: threading.Event | None = None, threads: int | None = None,
+                 pool: FramePool | None = None):
         self.decoders, self.batch, self.timeout_s, self.max_frames = decoders, batch, timeout_s, max_frames
         self.threads = threads  # decoding threads (default DECODE_THREADS; env FBTOOL_DECODE_THREADS)
         self.q: queue.Queue = queue.Queue(maxsize=depth or batch)
         self.stop = stop or threading.Event()
+        self.pool = pool
+        if pool is not None:
+            pool.stop = self.stop
         self.error: BaseException | None = None
         self.stats = MuxStats()
+
+    def pool_size(self) -> int:
+        """Frames a FramePool needs so that the decoders never wait for each other: the queue, the batch
+        being filled, one per decoding thread, and one batch whose upload has not completed yet."""
+        return 3 * self.batch + self._thread_count()
+
+    def _thread_count(self) -> int:
+        import os
+
+        n = len(self.decoders)
+        # 8 threads, each decoding several streams in turn: on the H200 (32 / 64 streams, one session) 2577 /
+        # 2482 frames/s against 2430 / 2451 with a thread per stream and 2496 / 1928 with 16 (docs/bench.md)
+        return max(1, min(n, self.threads or int(os.environ.get("FBTOOL_DECODE_THREADS", "0")) or DECODE_THREADS))
+
+    def _next(self, sid: int, dec, gen):
+        """The next frame of one decoder as a queue item (StopIteration at its end)."""
+        idx, frame, ev = next(gen)
+        return (sid, idx, frame, time.perf_counter(), ev, None if self.pool is None else self.pool.slot(frame))
 
     def _decode(self, group: list) -> None:
         """Decode the (stream id, decoder) pairs of `group` in turn, one frame each, from one thread."""
         try:
-            gens = [(sid, dec.frames(self.max_frames)) for sid, dec in group]
+            kw = {} if self.pool is None else {"into": self.pool}  # decoders copy into the pool themselves
+            gens = [(sid, dec, dec.frames(self.max_frames, **kw)) for sid, dec in group]
             while gens:
                 for g in list(gens):
                     try:
-                        idx, frame, ev = next(g[1])
+                        item = self._next(*g)
                     except StopIteration:
                         gens.remove(g)
                         continue
-                    item = (g[0], idx, frame, time.perf_counter(), ev)
                     while True:
                         if self.stop.is_set():
                             return
@@ -98,6 +195,8 @@ class StreamMux:
                             break
                         except queue.Full:
                             continue
+        except Stopped:  # the pool was waited on after the muxer stopped
+            pass
         except BaseException as exc:  # noqa: B036 - reported by the muxer, in the caller's thread
             self.error = self.error or exc
             self.stop.set()
@@ -111,12 +210,7 @@ class StreamMux:
                         break
 
     def batches(self):
-        import os
-
-        n = len(self.decoders)
-        # 8 threads, each decoding several streams in turn: on the H200 (32 / 64 streams, one session) 2577 /
-        # 2482 frames/s against 2430 / 2451 with a thread per stream and 2496 / 1928 with 16 (docs/bench.md)
-        k = max(1, min(n, self.threads or int(os.environ.get("FBTOOL_DECODE_THREADS", "0")) or DECODE_THREADS))
+        k = self._thread_count()
         pairs = list(enumerate(self.decoders))
         threads = [threading.Thread(target=self._decode, args=(pairs[i::k],), daemon=True, name=f"fbtool-dec{i}")
                    for i in range(k)]
@@ -164,13 +258,18 @@ class EncoderPool:
 
     def __init__(self, writers: list, workers: int):
         self.writers = writers
-        self.qs = [queue.Queue(maxsize=64) for _ in range(max(1, workers))]
+        self.workers = max(1, min(workers, len(writers)))  # more threads than outputs would idle
+        self.qs = [queue.Queue(maxsize=64) for _ in range(self.workers)]
         self.error: BaseException | None = None
-        self.threads = [threading.Thread(target=self._run, args=(q,), daemon=True) for q in self.qs]
+        self.busy = [0.0] * self.workers  # seconds each worker spent in write()
+        self.put_wait_s = 0.0  # the producer's time blocked on a full queue: the encoders were behind
+        self.frames = 0
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(self.workers)]
         for t in self.threads:
             t.start()
 
-    def _run(self, q: queue.Queue) -> None:
+    def _run(self, i: int) -> None:
+        q = self.qs[i]
         while True:
             item = q.get()
             if item is None:
@@ -178,12 +277,26 @@ class EncoderPool:
             sid, frame = item
             try:
                 if self.error is None:
+                    t0 = time.perf_counter()
                     self.writers[sid].write(frame)
+                    self.busy[i] += time.perf_counter() - t0
             except BaseException as exc:  # noqa: B036
                 self.error = exc
 
     def put(self, sid: int, frame: np.ndarray) -> None:
-        self.qs[sid % len(self.qs)].put((sid, frame))
+        q = self.qs[sid % len(self.qs)]
+        self.frames += 1
+        try:
+            q.put_nowait((sid, frame))
+        except queue.Full:
+            t0 = time.perf_counter()
+            q.put((sid, frame))
+            self.put_wait_s += time.perf_counter() - t0
+
+    def stats(self, wall_s: float) -> dict:
+        return {"workers": self.workers, "frames": self.frames, "put_wait_s": self.put_wait_s,
+                "busy_s_mean": float(np.mean(self.busy)), "busy_s_max": float(max(self.busy)),
+                "busy_fraction_mean": float(np.mean(self.busy)) / wall_s if wall_s > 0 else None}
 
     def close(self) -> None:
         for q in self.qs:
@@ -195,11 +308,12 @@ class EncoderPool:
 
 
 def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s: float = 0.04,
-                on_frame=None) -> dict:
+                on_frame=None, frame_pool: bool = True) -> dict:
     """Every decoder's frames through the runner (graphs.GraphRunner, fmt nv12), batched across streams.
 
     on_frame(stream, index, detections, frame_or_None) is called in order per stream; frame is the
-    blurred BGR frame on the host when the runner downloads. Returns throughput and latency figures.
+    blurred BGR frame on the host when the runner downloads. frame_pool=False: each decoded frame is a
+    tensor of its own (the first version; kept to measure against). Returns throughput and latency figures.
     """
     import os
     import sys
@@ -207,6 +321,11 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
     import torch
 
     mux = StreamMux(decoders, runner.batch, timeout_s, max_frames)
+    pool = None
+    if frame_pool and decoders:
+        h, w = decoders[0].height, decoders[0].width
+        pool = FramePool(mux.pool_size(), (h * 3 // 2, w), "cuda" if runner.cuda else "cpu", mux.stop)
+        mux.pool = pool
     # Tens of decoding threads and the muxer share the GIL: a short switch interval lets the thread
     # that feeds the GPU get it back quickly (H200, 32 streams: 5 ms default 2121 frames/s, 0.5 ms 2556).
     old_switch = sys.getswitchinterval()
@@ -223,30 +342,40 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
                 on_frame(sid, idx, dets[j], f)
             latencies.append(now - t0)
 
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.thread_time()
     try:
         for buf in mux.batches():
             if not first:
                 first.append(time.perf_counter())
             frames = [it[2] for it in buf]
             events = [it[4] for it in buf if it[4] is not None]
+            slots = [it[5] for it in buf]
 
-            def fill(dst, frames=frames, events=events):
-                if dst.is_cuda:
-                    cur = torch.cuda.current_stream()
-                    for ev in events:  # each frame's clone has run on its decoder's stream
-                        cur.wait_event(ev)
+            def fill(dst, frames=frames, events=events, slots=slots):
+                cur = torch.cuda.current_stream() if dst.is_cuda else None
+                for ev in events:  # each frame's copy has run on its decoder's stream
+                    cur.wait_event(ev)
                 torch.stack(frames, out=dst)
-                if dst.is_cuda:
+                if pool is not None:  # the slots are free once this upload has run
+                    done = None
+                    if cur is not None:
+                        done = torch.cuda.Event()
+                        done.record(cur)
+                    pool.release_after(done, slots)
+                elif cur is not None:
                     for f in frames:  # made on a decoder's stream, read on this one: keep the block alive
                         f.record_stream(cur)
 
             runner.submit(fill, len(buf), {"items": [(it[0], it[1], it[3]) for it in buf]}, finish)
-            del frames, events, buf
+            if pool is not None:
+                pool.reap()
+            del frames, events, slots, buf
         runner.drain(finish)
     finally:
         sys.setswitchinterval(old_switch)
     wall = time.perf_counter() - t_start
+    # this (the feeding) thread's own CPU time: near wall_s, it was the limit; far under, it waited (GIL, GPU)
+    feeder_cpu = time.thread_time() - cpu_start
     steady = time.perf_counter() - first[0] if first else wall
     lat = np.asarray(latencies or [0.0]) * 1000
     n = len(latencies)
@@ -255,4 +384,4 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
             "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p99": float(np.percentile(lat, 99)),
             "batches": mux.stats.batches, "batch_fill": n / max(mux.stats.batches, 1) / runner.batch,
             "partial_batches": mux.stats.timeouts, "frames_per_stream": dict(mux.stats.per_stream),
-            "inexact_frames": runner.inexact}
+            "inexact_frames": runner.inexact, "feeder_thread_cpu_s": feeder_cpu}
