@@ -198,8 +198,9 @@ def test_two_model_chain_runs_both_models(tmp_path):
     from toolchain.runfolder import RunFolder
 
     steps = chain.run(load_recipe("retinaface_mnet025_facemesh"), tmp_path, stop="surgery")
-    assert [(s.model, s.stage, s.run) for s in steps] == [("", "export", True), ("", "surgery", True),
-                                                         ("facemesh", "export", True), ("facemesh", "surgery", True)]
+    # the landmark model first: the detector's deepstream and validate stages read its run folder
+    assert [(s.model, s.stage, s.run) for s in steps] == [("facemesh", "export", True), ("facemesh", "surgery", True),
+                                                         ("", "export", True), ("", "surgery", True)]
     fm_run = RunFolder(tmp_path / "facemesh")
     info = fm_run.stage("export")["info"]
     assert {r["batch"] for r in info["parity"]} == {1, 4} and all(r["max_abs"] <= r["limit"] for r in info["parity"])

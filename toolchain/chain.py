@@ -163,11 +163,14 @@ def run(recipe, out, options: RunOptions = RunOptions(), start: str | None = Non
     """
     tell = on_step or (lambda event, step: None)
     with run_lock(out):  # one fbtool per run folder for the whole chain (re-entrant under the CLI's)
-        steps = _run(recipe, out, options, select(start, stop), force, tell)
+        steps = []
         second = landmark_recipe(recipe)
-        if second is not None:  # a two-model recipe: the same chain for the landmark model, in <out>/<its name>
+        if second is not None:  # a two-model recipe: the same chain for the landmark model, in <out>/<its name>,
+            # first: the detector's deepstream stage writes the landmark model's SGIE config from it, and
+            # its validate judges the two-model deployment with it
             steps += _run(second, landmark_out(out, second), options, select(start, stop), force, tell,
                           model=second.name)
+        steps += _run(recipe, out, options, select(start, stop), force, tell)
         return steps
 
 
