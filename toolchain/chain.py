@@ -163,6 +163,8 @@ def run(recipe, out, options: RunOptions = RunOptions(), start: str | None = Non
     """
     tell = on_step or (lambda event, step: None)
     with run_lock(out):  # one fbtool per run folder for the whole chain (re-entrant under the CLI's)
+        from .recipe import landmark_recipe
+
         steps = []
         second = landmark_recipe(recipe)
         if second is not None:  # a two-model recipe: the same chain for the landmark model, in <out>/<its name>,
@@ -172,15 +174,6 @@ def run(recipe, out, options: RunOptions = RunOptions(), start: str | None = Non
                           model=second.name)
         steps += _run(recipe, out, options, select(start, stop), force, tell)
         return steps
-
-
-def landmark_recipe(recipe):
-    """The landmark model's recipe of a two-model recipe (`contour.model`), else None."""
-    if recipe.contour.model is None:
-        return None
-    from .recipe import load_recipe
-
-    return load_recipe(recipe.contour.model)
 
 
 def landmark_out(out, second) -> Path:

@@ -452,6 +452,17 @@ def with_contour(r: Recipe, contour: str | None) -> Recipe:
     return out
 
 
+def landmark_recipe(r: Recipe) -> Recipe | None:
+    """The landmark model's recipe a two-model recipe names in `contour.model` (None: the ellipse)."""
+    if r.contour.model is None:
+        return None
+    second = load_recipe(r.contour.model)
+    if second.family not in LANDMARK_FAMILIES:
+        raise FbtoolError(f"recipe field 'contour.model' names {second.name}, a {second.family} detector",
+                          f"name a landmark model's recipe ({', '.join(LANDMARK_FAMILIES)})")
+    return second
+
+
 def resolve_recipe_path(recipe: str | Path | None) -> Path:
     """Accept a path, or a bare name of a recipe shipped in recipes/."""
     if recipe is None:

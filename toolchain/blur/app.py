@@ -59,12 +59,12 @@ def contour_stages(engine: Engine, recipe) -> list[Stage]:
     """[Stage 'contour'] where the recipe names a landmark model (`--contour facemesh`), else []."""
     if recipe.contour.model is None:
         return []
-    from ..recipe import load_recipe
+    from ..recipe import landmark_recipe
     from .audit import judge_runner
     from .ops.contour import ContourMasks
     from .pipeline.track import contour_stage
 
-    fm = load_recipe(recipe.contour.model)
+    fm = landmark_recipe(recipe)
     # FaceMesh on the host: onnxruntime on its ONNX exported once into the cache from the verified weights
     # and checked against PyTorch (the audit judges' runner): 1.2 ms a face here against 12 ms in PyTorch
     masks = ContourMasks(recipe, fm, judge_runner(fm))

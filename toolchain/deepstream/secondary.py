@@ -158,10 +158,10 @@ def emit_for_run(det_recipe: Recipe, run_root: str | Path, ds_dir: str | Path, p
     """The SGIE config of a two-model run: the landmark model's deployed ONNX from its run folder inside
     the detector's (`fbtool run` on the two-model recipe puts it there). INT8 is not deployed for it
     (FaceMesh's INT8 fails its gate, issue 16): an INT8 detector gets an FP16 FaceMesh."""
-    from ..recipe import load_recipe
+    from ..recipe import landmark_recipe
     from ..runfolder import RunFolder, landmark_run_dir
 
-    fm = load_recipe(det_recipe.contour.model)
+    fm = landmark_recipe(det_recipe)
     fm_run = RunFolder(landmark_run_dir(run_root, fm.name))
     onnx = fm_run.model_onnx(required=False)
     if onnx is None:
