@@ -95,3 +95,37 @@ def test_validate_reports_the_two_model_deployment(two_model_run, recipe, tmp_pa
     text = "\n".join(summary_lines(tm))
     print(text)
     assert "reported, not gated" in text and "vs it unrotated" in text
+
+
+def test_blur_app_runs_facemesh_between_the_components(two_model_run, tmp_path):
+    """The emitted blur script, run with a stand-in gst-launch-1.0 that prints its arguments: the
+    FaceMesh SGIE sits between the square and apply stages, after the detector, before the blur."""
+    import os
+    import subprocess
+
+    from toolchain.deepstream import emit
+
+    det, run, fm_dir = two_model_run
+    _stand_in_landmark_export(fm_dir)
+    ds = tmp_path / "ds"
+    info = emit(det, run, ds_dir=ds)
+    script = ds / f"run_blur_{det.name}.sh"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "gst-launch-1.0").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    (bindir / "gst-launch-1.0").chmod(0o755)
+    r = subprocess.run(["bash", str(script), "file:///in.mp4", str(tmp_path / "out.mp4")], capture_output=True,
+                       text=True, env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"})
+    assert r.returncode == 0, r.stderr
+    args = r.stdout.split("\n")
+    elems = " ".join(args).split(" ! ")
+    names = [e.split()[0] for e in elems if e.split()]
+    i = names.index("nvinfer")
+    assert names[i + 1:i + 4] == ["nvdsvideotemplate", "nvinfer", "nvdsvideotemplate"] or \
+        names[i + 2:i + 5] == ["nvdsvideotemplate", "nvinfer", "nvdsvideotemplate"]  # after nvtracker, if any
+    j = names.index("nvinfer", i + 1)
+    assert f"config-file-path={ds.resolve()}/config_infer_secondary_facemesh.txt" in elems[j]
+    assert "customlib-props=stage:square" in elems[j - 1] and "customlib-props=stage:apply" in elems[j + 1]
+    assert f"customlib-name={ds.resolve()}/libnvds_fbtool_contour.so" in elems[j - 1]
+    assert names[j + 2] == "nvvideoconvert"
+    assert info["sgie"]["warnings"] == []

@@ -207,6 +207,7 @@ def test_two_model_chain_runs_both_models(tmp_path):
     from toolchain.runfolder import RunFolder
 
     steps = chain.run(load_recipe("retinaface_mnet025_facemesh"), tmp_path, stop="surgery")
+    # the landmark model first: the detector's deepstream and validate stages read its run folder
     assert [(s.model, s.stage, s.run) for s in steps] == [("facemesh", "export", True), ("facemesh", "surgery", True),
                                                          ("", "export", True), ("", "surgery", True)]
     fm_run = RunFolder(tmp_path / "facemesh")

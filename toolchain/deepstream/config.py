@@ -341,6 +341,15 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
 
         sgie = emit_for_run(recipe, run.root, target, precision, ds_version, gpu_id)
         artifacts["sgie_config"] = Path(sgie["sgie_config"])
+        if "blur_app" in artifacts:
+            from .secondary import with_contour_stage
+
+            two = with_contour_stage(artifacts["blur_app"].read_text(), sgie["pipeline"])
+            if two is None:
+                sgie["warnings"].append("the blur app has no place for the FaceMesh stage: add info.sgie.pipeline by hand")
+            else:
+                write_text(artifacts["blur_app"], two)
+                artifacts["blur_app"].chmod(0o755)
     info = {"precision": precision, "deepstream": ds_version, "ds_dir": str(target), "onnx": str(src.onnx),
             "engine": str(src.engine), "engine_from_manifest": src.engine_from_manifest, "batch_size": src.batch,
             "int8": "qdq" if src.strongly_typed else ("calib_cache" if src.calib_cache else None),

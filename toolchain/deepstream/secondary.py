@@ -98,6 +98,21 @@ def pipeline_fragment(config_name: str, params: dict, lib_dir: str = "$HERE") ->
             f'nvdsvideotemplate {lib} customlib-props="stage:apply" {common}')
 
 
+def with_contour_stage(script: str, fragment: str) -> str | None:
+    """The blur app (a gst-launch script) with the two-model fragment placed before its first
+    nvvideoconvert, i.e. after inference (and nvtracker, where the script has it); None when the script
+    has no such place."""
+    lines = script.split("\n")
+    at = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("nvvideoconvert")), None)
+    launch = next((i for i, ln in enumerate(lines) if ln.startswith("gst-launch-1.0")), None)
+    if at is None or launch is None or at < launch:
+        return None
+    lines.insert(at, f"  {fragment} ! \\")
+    lines[launch:launch] = ["# Two models: FaceMesh between fbtool's contour components (docs/deepstream.md, \"Two models\");",
+                            f"# build {CONTOUR_LIB} on this host (make -C plugins/contour lib) and put it beside this script."]
+    return "\n".join(lines)
+
+
 def secondary_app_group(config_name: str, batch: int, gpu_id: int = 0, sgie_id: int = SGIE_ID,
                         pgie_id: int = PGIE_ID) -> tuple:
     """deepstream-app's [secondary-gie0] (deepstream_config_file_parser.c, parse_gie). deepstream-app
@@ -143,10 +158,10 @@ def emit_for_run(det_recipe: Recipe, run_root: str | Path, ds_dir: str | Path, p
     """The SGIE config of a two-model run: the landmark model's deployed ONNX from its run folder inside
     the detector's (`fbtool run` on the two-model recipe puts it there). INT8 is not deployed for it
     (FaceMesh's INT8 fails its gate, issue 16): an INT8 detector gets an FP16 FaceMesh."""
-    from ..recipe import load_recipe
+    from ..recipe import landmark_recipe
     from ..runfolder import RunFolder, landmark_run_dir
 
-    fm = load_recipe(det_recipe.contour.model)
+    fm = landmark_recipe(det_recipe)
     fm_run = RunFolder(landmark_run_dir(run_root, fm.name))
     onnx = fm_run.model_onnx(required=False)
     if onnx is None:

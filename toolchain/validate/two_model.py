@@ -28,10 +28,10 @@ def two_model_section(recipe, run: RunFolder, frames, ref_dets, parser="compiled
     from ..nvinfer.emulation import NvInferEmulator
     from ..nvinfer.emulation.secondary import SecondaryEmulator
     from ..nvinfer.names import STREAMMUX_HEIGHT, STREAMMUX_WIDTH
-    from ..recipe import load_recipe
+    from ..recipe import landmark_recipe
     from ..runners import TorchRunner
 
-    fm = load_recipe(recipe.contour.model)
+    fm = landmark_recipe(recipe)
     mux = (STREAMMUX_WIDTH, STREAMMUX_HEIGHT)
     pgie = NvInferEmulator(config, parser=parser, mux=mux)
     # the components' parameters as the deepstream stage recorded them (deepstream/secondary.py)
