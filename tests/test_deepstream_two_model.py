@@ -110,12 +110,19 @@ def test_blur_app_runs_facemesh_between_the_components(two_model_run, tmp_path):
     ds = tmp_path / "ds"
     info = emit(det, run, ds_dir=ds)
     script = ds / f"run_blur_{det.name}.sh"
+    (ds / "libnvds_fbtool_dsblur.so").touch()  # the script refuses to start without its libraries
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "gst-launch-1.0").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
     (bindir / "gst-launch-1.0").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
     r = subprocess.run(["bash", str(script), "file:///in.mp4", str(tmp_path / "out.mp4")], capture_output=True,
-                       text=True, env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"})
+                       text=True, env=env)
+    assert r.returncode == 1 and r.stdout == "", r.stdout  # no contour library: stops before gst-launch-1.0
+    assert r.stderr.startswith(f"Error: {ds.resolve()}/libnvds_fbtool_contour.so does not exist (hint: ")
+    (ds / "libnvds_fbtool_contour.so").touch()
+    r = subprocess.run(["bash", str(script), "file:///in.mp4", str(tmp_path / "out.mp4")], capture_output=True,
+                       text=True, env=env)
     assert r.returncode == 0, r.stderr
     args = r.stdout.split("\n")
     elems = " ".join(args).split(" ! ")

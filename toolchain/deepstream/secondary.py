@@ -98,7 +98,7 @@ def pipeline_fragment(config_name: str, params: dict, lib_dir: str = "$HERE") ->
             f'nvdsvideotemplate {lib} customlib-props="stage:apply" {common}')
 
 
-def with_contour_stage(script: str, fragment: str) -> str | None:
+def with_contour_stage(script: str, fragment: str, lib_dir: str = "$HERE") -> str | None:
     """The blur app (a gst-launch script) with the two-model fragment placed before its first
     nvvideoconvert, i.e. after inference (and nvtracker, where the script has it); None when the script
     has no such place."""
@@ -108,8 +108,13 @@ def with_contour_stage(script: str, fragment: str) -> str | None:
     if at is None or launch is None or at < launch:
         return None
     lines.insert(at, f"  {fragment} ! \\")
+    lib = f"{lib_dir}/{CONTOUR_LIB}"  # as pipeline_fragment names it; the script stops early without it
     lines[launch:launch] = ["# Two models: FaceMesh between fbtool's contour components (docs/deepstream.md, \"Two models\");",
-                            f"# build {CONTOUR_LIB} on this host (make -C plugins/contour lib) and put it beside this script."]
+                            f"# build {CONTOUR_LIB} on this host (make -C plugins/contour lib) and put it beside this script.",
+                            f'if [ ! -f "{lib}" ]; then',
+                            f'  echo "Error: {lib} does not exist (hint: build it on this host: make -C plugins/contour lib '
+                            'BUILD_DIR=... DS_INCLUDE=... VIDEOTEMPLATE_INCLUDE=..., docs/deepstream.md \\"Two models\\")" >&2',
+                            "  exit 1", "fi"]
     return "\n".join(lines)
 
 
