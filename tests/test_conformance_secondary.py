@@ -112,7 +112,7 @@ def test_contour_component_reads_the_tensor_meta_nvidia_attaches(emitted, recipe
     rng = np.random.default_rng(3)
     boxes = [(400.5, 300.25, 90.0, 120.0), (1000.0, 500.0, 60.0, 64.0), (1500.0, 200.0, 110.0, 100.0)]
     spec = ["frame 1920 1080", "net 192 192", f"params 1 1.5 {det.contour.presence} 0 1"]
-    spec += [f"obj 1 {l} {t} {w} {h} 0.75" for l, t, w, h in boxes] + ["obj 3 10 10 40 40 -1"]
+    spec += [f"obj 1 {x} {t} {w} {h} 0.75" for x, t, w, h in boxes] + ["obj 3 10 10 40 40 -1"]
     outs = []
     for k, presence in enumerate((0.98, 0.2, 0.9)):  # the middle face: "no face" -> the detector's box and mask
         th = np.linspace(-math.pi / 2, 3 * math.pi / 2, 36, endpoint=False)

@@ -42,13 +42,13 @@ BOXES = [(100.25, 200.5, 80.75, 101.5), (0.0, 500.0, 60.0, 80.0), (1890.5, 10.0,
 
 
 def test_squared_boxes_are_the_references_and_nvinfer_crops_them_unchanged():
-    lines = [params()] + [f"obj {PGIE} {l} {t} {w} {h} -1" for l, t, w, h in BOXES] + [f"obj 7 10 10 50 50 -1",
+    lines = [params()] + [f"obj {PGIE} {x} {t} {w} {h} -1" for x, t, w, h in BOXES] + ["obj 7 10 10 50 50 -1",
                                                                                            "square", "print"]
     out = comp.run_spec(lines)[0]
     assert out["returned"] == len(BOXES)
-    for (l, t, w, h), o in zip(BOXES, out["objects"]):
-        want = C.square_rect(f32(l), f32(t), f32(w), f32(h), FW, FH)
-        assert o["rect"] == list(want), (l, t, w, h)
+    for (left, t, w, h), o in zip(BOXES, out["objects"]):
+        want = C.square_rect(f32(left), f32(t), f32(w), f32(h), FW, FH)
+        assert o["rect"] == list(want), (left, t, w, h)
         x, y, s, _ = want
         assert x % 2 == 0 and y % 2 == 0 and s % 2 == 0 and 0 <= x <= FW - s and 0 <= y <= FH - s
         # nvinfer's get_converted_buffer crops exactly this square (no rounding left to do)
@@ -58,7 +58,7 @@ def test_squared_boxes_are_the_references_and_nvinfer_crops_them_unchanged():
         assert o["misc"][SLOT] == TAG
         raw = np.array(o["misc"][SLOT + 1:SLOT + 3], np.int64).view(np.uint32)  # little-endian: low word first
         got = np.array([raw[1], raw[0], raw[3], raw[2]], np.uint32).view(np.float32)
-        assert list(got) == [f32(v) for v in (l, t, w, h)]
+        assert list(got) == [f32(v) for v in (left, t, w, h)]
     other = out["objects"][-1]  # another gie's object is left alone
     assert other["rect"] == [10, 10, 50, 50] and other["misc"] == [0, 0, 0, 0]
     # MediaPipe's crop for a box well inside the frame: 1.5 x the long side, centred (to the even pixel)
@@ -109,7 +109,7 @@ def test_contour_mask_and_box_equal_the_reference_and_no_face_falls_back_to_the_
     lms = [_landmarks(rng), _landmarks(rng, cx=90, ax=70, ay=80, tilt=-0.4), _landmarks(rng),
            _landmarks(rng, cx=150, cy=60, ax=80, ay=75), _landmarks(rng)]
     boxes = [BOXES[0], BOXES[1], BOXES[2], BOXES[3], BOXES[6], (50.0, 60.0, 40.0, 40.0)]
-    lines = [params(thr=0.5, logit=1)] + [f"obj {PGIE} {l} {t} {w} {h} 0.25" for l, t, w, h in boxes]
+    lines = [params(thr=0.5, logit=1)] + [f"obj {PGIE} {x} {t} {w} {h} 0.25" for x, t, w, h in boxes]
     lines += [f"obj {PGIE} 800 300 60 80 -1", "square", "print"]
     out0 = comp.run_spec(lines)[0]["objects"]
     sq = [o["rect"] for o in out0]

@@ -103,10 +103,10 @@ def test_square_rect_is_mediapipes_crop_snapped_to_even_pixels():
         w, h = rng.uniform(12, 300, 2)
         x, y = rng.uniform(300, 1500), rng.uniform(300, 700)
         crop = C.facemesh_crop_box((x, y, x + w, y + h))
-        l, t, s, s2 = C.square_rect(x, y, w, h, 1920, 1080)
-        assert s == s2 and l % 2 == 0 and t % 2 == 0 and s % 2 == 0
+        left, t, s, s2 = C.square_rect(x, y, w, h, 1920, 1080)
+        assert s == s2 and left % 2 == 0 and t % 2 == 0 and s % 2 == 0
         assert 0 <= crop.width - s < 2
-        assert abs(l + s / 2 - crop.cx) <= 1 + 1e-9 and abs(t + s / 2 - crop.cy) <= 1 + 1e-9
+        assert abs(left + s / 2 - crop.cx) <= 1 + 1e-9 and abs(t + s / 2 - crop.cy) <= 1 + 1e-9
     # at the frame's edge the square is shifted back in, not cut
     assert C.square_rect(0, 0, 100, 100, 1920, 1080) == (0, 0, 150, 150)
     assert C.square_rect(1880, 1040, 40, 40, 1920, 1080) == (1860, 1020, 60, 60)

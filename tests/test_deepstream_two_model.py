@@ -3,8 +3,6 @@ the landmark model's run folder inside the detector's (where `fbtool run` puts i
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from toolchain.errors import FbtoolError
@@ -12,12 +10,11 @@ from toolchain.errors import FbtoolError
 
 @pytest.fixture
 def two_model_run(exported, tmp_path):
-    from toolchain.recipe import load_recipe
-    from toolchain.runfolder import RunFolder, landmark_run_dir
-
     import onnx
 
     from toolchain.onnx_meta import get_metadata, set_metadata
+    from toolchain.recipe import load_recipe
+    from toolchain.runfolder import RunFolder, landmark_run_dir
 
     det = load_recipe("retinaface_mnet025_facemesh")
     src, info = exported
