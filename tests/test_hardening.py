@@ -121,6 +121,7 @@ def test_blur_script_quotes_what_it_is_given(tmp_path, recipe):
     script = tmp_path / "ds" / "run_blur.sh"
     script.parent.mkdir()
     script.write_text(blur_script(hostile, "config_infer_primary_x.txt"))
+    (script.parent / "libnvds_fbtool_dsblur.so").touch()  # the script stops early without its blur library
     stub = tmp_path / "bin"
     stub.mkdir()
     (stub / "gst-launch-1.0").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$STUB_ARGS"\n')

@@ -1,0 +1,44 @@
+"""The DeepStream blur app, emulated (nvinfer with the compiled parser -> nvtracker hold -> fbtool's blur
+kernel's twin), on EVERY frame of every shared clip, judged by the pixel proof and the independent audit
+(toolchain/blur/deepstream.py, what `fbtool validate` runs on 16 frames a clip). docs/deepstream.md.
+Usage: python scripts/deepstream_blur_clips.py RUN_FOLDER OUT.json [CLIP ...]   (RUN_FOLDER: `fbtool run`'s,
+on the default recipe)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+CLIPS = ("people-detection.gif", "head-pose-face-detection-female.gif", "classroom.gif",
+         "face-demographics-walking.gif", "head-pose-face-detection-female-and-male.gif",
+         "face-demographics-walking-and-pause.gif", "worker-zone-detection.gif", "one-by-one-person-detection.mp4")
+
+
+def main(run: str, out: str, clips: list[str], recipe_name: str = "retinaface_mnet025") -> int:
+    from toolchain.blur.deepstream import verify_deepstream
+    from toolchain.media import resolve_media
+    from toolchain.recipe import load_recipe
+    from toolchain.runfolder import BLUR_INFER_CONFIG, RunFolder
+
+    recipe = load_recipe(recipe_name)  # the run folder's recipe (the default model's unless told)
+    config = RunFolder(run).get(BLUR_INFER_CONFIG)
+    rows, ok = [], True
+    for clip in clips or CLIPS:
+        t0 = time.perf_counter()
+        r = verify_deepstream(recipe, config, [str(resolve_media(clip))], frames_per_clip=1_000_000)
+        a, p = r["audit"], r["proof"]
+        row = {"clip": clip, "ok": r["ok"], "frames": r["frames"], "held_faces": r["held_faces"],
+               "summary": r["summary"], "failures": r["failures"], "seconds": round(time.perf_counter() - t0, 1),
+               "audit": a, "proof": p}
+        rows.append(row)
+        ok &= r["ok"]
+        print(f"{clip}: {'PASS' if r['ok'] else 'FAIL'} ({row['seconds']} s) {r['summary']}", flush=True)
+    Path(out).write_text(json.dumps({"run": str(run), "config": str(config), "clips": rows}, indent=1, default=str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3:]))
