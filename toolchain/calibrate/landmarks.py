@@ -21,16 +21,15 @@ from ..fsutil import atomic_path, write_json
 from ..runfolder import RunFolder, fingerprint
 
 
-def calibrate_landmarks(recipe, out, src: Path, folder: Path, key, methods, fp16: bool, sources, frames: int,
+def calibrate_landmarks(recipe, out, src: Path, folder: Path, methods, fp16: bool, sources, frames: int,
                         eval_frames: int, trt_version: str, validation, step) -> dict:
-    """The run folder's landmark model `src` calibrated into `folder`; `key(base, method, primary)` names a
-    product's artifact as calibrate.pipeline does for a detector."""
+    """The run folder's landmark model `src` calibrated into `folder`, its products named and gated as a
+    detector's are (calibrate.products)."""
     from ..contours import GATE_CROPS, face_crop_set, judge_landmarks, run_outputs
     from ..runners import TorchRunner
-    from ..trt.calib_cache import ALGORITHMS, trt_version_number, write_cache
-    from .fp16 import convert_fp16
+    from ..trt.calib_cache import trt_version_number
     from .gate import candidate_runner
-    from .qdq import quantize_int8
+    from .products import make_products
     from .stats import collect
 
     t0 = time.perf_counter()
@@ -59,41 +58,10 @@ def calibrate_landmarks(recipe, out, src: Path, folder: Path, key, methods, fp16
     info: dict = {"input_onnx": os.path.relpath(src, run.root), "calibration_frames": len(cs),
                   "gate_frames": len(gate_set), "reference_faces": len(gate_set), "unit": "face crops",
                   "trt_version": trt_version, "trt_version_number": trt_number, "products": {}}
-    failed: list[str] = []
-
-    def gate(key: str, path: Path, precision: str, extra: dict, companion: str | None = None) -> None:
-        step(f"gate {key} on {len(gate_set)} held-out crops")
-        try:
-            g = judge_landmarks(recipe, candidate_runner(path), gate_set.x, reference, precision)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            if companion is not None:
-                Path(artifacts.pop(companion)).unlink(missing_ok=True)
-            raise
-        info["products"][key] = {"file": path.name, "gate": g, **extra}
-        if g["passed"]:
-            artifacts[key] = path
-        else:
-            path.unlink(missing_ok=True)
-            if companion is not None:
-                Path(artifacts.pop(companion)).unlink(missing_ok=True)
-            failed.append(f"{key}: {'; '.join(g['failures'])}")
-
-    primary = methods[0] if methods else ""
-    for method in methods:
-        cache = write_cache(folder / f"int8_calib_{method}.cache", stats.scales(method), trt_version,
-                            ALGORITHMS[method])
-        artifacts[key("calib_cache", method, primary)] = cache
-        qdq_path = run.file(f"{src.stem}_int8_{method}.onnx")
-        step(f"INT8 Q/DQ ({method}, Model Optimizer)")
-        q = quantize_int8(src, cs.x, method, cache, qdq_path)
-        gate(key("int8_qdq", method, primary), qdq_path, f"int8-{method}", {"quantization": q},
-             companion=key("calib_cache", method, primary))
-    if fp16:
-        f16_path = run.file(f"{src.stem}_fp16.onnx")
-        step("FP16 (AutoCast)")
-        f = convert_fp16(src, cs.x[:8], f16_path, stats, recipe.input.name)
-        gate("fp16", f16_path, "fp16", {"autocast": f})
+    failed = make_products(run, src, folder, methods, fp16, stats, cs.x, cs.x[:8], recipe.input.name, trt_version,
+                           lambda path, precision: judge_landmarks(recipe, candidate_runner(path), gate_set.x,
+                                                                   reference, precision),
+                           step, f"{len(gate_set)} held-out crops", artifacts, info)
     info["failed"] = failed
     info["seconds"] = round(time.perf_counter() - t0, 1)
     run.record("calibrate", artifacts, info, recipe=recipe,

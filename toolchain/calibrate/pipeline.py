@@ -27,10 +27,6 @@ def input_model(run: RunFolder) -> Path:
     return cast(Path, run.model_onnx())  # required: raises if absent
 
 
-def _key(base: str, method: str, primary: str) -> str:
-    return base if method == primary else f"{base}_{method}"
-
-
 def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy",), fp16: bool = True,
               sources: Sequence[str] | None = None, frames: int = 64, eval_frames: int = 40,
               trt_version: str = "10.3", validation: Sequence[str] | None = None) -> dict:
@@ -45,10 +41,9 @@ def calibrate(recipe, out: str | os.PathLike, methods: Sequence[str] = ("entropy
 
 def _calibrate(recipe, out, methods, fp16, sources, frames, eval_frames, trt_version, validation, step) -> dict:
     from ..calibset import build_calibration_set, spread_frames
-    from ..trt.calib_cache import ALGORITHMS, trt_version_number, write_cache
-    from .fp16 import convert_fp16
+    from ..trt.calib_cache import trt_version_number
     from .gate import accuracy_gate, check_held_out, reference_run
-    from .qdq import quantize_int8
+    from .products import make_products
     from .stats import collect
 
     t0 = time.perf_counter()
@@ -63,7 +58,7 @@ def _calibrate(recipe, out, methods, fp16, sources, frames, eval_frames, trt_ver
     if recipe.family in LANDMARK_FAMILIES:  # FaceMesh: face crops in, landmark figures out
         from .landmarks import calibrate_landmarks
 
-        return calibrate_landmarks(recipe, out, input_model(RunFolder(out)), RunFolder(out).root / CALIB_DIR, _key,
+        return calibrate_landmarks(recipe, out, input_model(RunFolder(out)), RunFolder(out).root / CALIB_DIR,
                                    methods, fp16, list(sources or recipe.calibration_media), frames, eval_frames,
                                    trt_version, list(validation or recipe.validation_media), step)
     trt_number = trt_version_number(trt_version)  # validates before any work
@@ -95,41 +90,11 @@ def _calibrate(recipe, out, methods, fp16, sources, frames, eval_frames, trt_ver
     info: dict = {"input_onnx": os.path.relpath(src, run.root), "calibration_frames": len(cs),
                   "gate_frames": len(gate_frames), "reference_faces": sum(len(d) for d in reference.detections),
                   "trt_version": trt_version, "trt_version_number": trt_number, "products": {}}
-    failed: list[str] = []
-
-    def gate(key: str, path: Path, precision: str, extra: dict, companion: str | None = None) -> None:
-        step(f"gate {key} on {len(gate_frames)} held-out frames")
-        try:
-            g = accuracy_gate(recipe, path, gate_frames, precision, reference, cs.source_hashes, baseline_onnx=src)
-        except BaseException:  # a gate that could not judge leaves no unjudged product behind
-            path.unlink(missing_ok=True)
-            if companion is not None:
-                Path(artifacts.pop(companion)).unlink(missing_ok=True)
-            raise
-        info["products"][key] = {"file": path.name, "gate": g, **extra}
-        if g["passed"]:
-            artifacts[key] = path
-        else:  # neither the model nor its scales (the cache) may be deployed
-            path.unlink(missing_ok=True)
-            if companion is not None:
-                Path(artifacts.pop(companion)).unlink(missing_ok=True)
-            failed.append(f"{key}: {'; '.join(g['failures'])}")
-
-    primary = methods[0] if methods else ""
-    for method in methods:
-        cache = write_cache(folder / f"int8_calib_{method}.cache", stats.scales(method), trt_version,
-                            ALGORITHMS[method])
-        artifacts[_key("calib_cache", method, primary)] = cache
-        qdq_path = run.file(f"{src.stem}_int8_{method}.onnx")
-        step(f"INT8 Q/DQ ({method}, Model Optimizer)")
-        q = quantize_int8(src, cs.array(), method, cache, qdq_path)
-        gate(_key("int8_qdq", method, primary), qdq_path, f"int8-{method}", {"quantization": q},
-             companion=_key("calib_cache", method, primary))
-    if fp16:
-        f16_path = run.file(f"{src.stem}_fp16.onnx")
-        step("FP16 (AutoCast)")
-        f = convert_fp16(src, cs.tensors(0, min(8, len(cs))), f16_path, stats, recipe.input.name)
-        gate("fp16", f16_path, "fp16", {"autocast": f})
+    failed = make_products(run, src, folder, methods, fp16, stats, cs.array(), cs.tensors(0, min(8, len(cs))),
+                           recipe.input.name, trt_version,
+                           lambda path, precision: accuracy_gate(recipe, path, gate_frames, precision, reference,
+                                                                 cs.source_hashes, baseline_onnx=src),
+                           step, f"{len(gate_frames)} held-out frames", artifacts, info)
 
     info["seconds"] = round(time.perf_counter() - t0, 1)
     run.record("calibrate", artifacts, info, recipe=recipe,
