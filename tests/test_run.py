@@ -31,6 +31,9 @@ def test_run_completes_every_stage_that_can_run_here(full_run):
     for name in ("onnx", "surgered", "int8-qdq", "fp16", "nvinfer"):
         assert by[name]["status"] == "pass", (name, by[name])
     assert by["nvinfer"]["summary"]["mean_mask_iou"] >= 0.95
+    # the main job judges the pixels DeepStream's blur app would write, as `fbtool validate` does
+    pixels = by["nvinfer"]["pixels"]
+    assert pixels["ok"] and pixels["frames"] > 0 and pixels["audit"]["faces_judged"] > 0, pixels["summary"]
     assert (out / "report.html").is_file()
     assert (out / "deepstream" / "config_infer_primary_retinaface_mnet025.txt").is_file()
 
