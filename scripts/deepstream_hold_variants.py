@@ -16,7 +16,8 @@ Usage: python scripts/deepstream_hold_variants.py RUN_FOLDER|INFER_CONFIG CACHE_
           first box in the N frames before its first detection, and a gap of <= N frames between two
           detections of one track is filled on the line between them (fbtool blur's lead / gap)
     MASK  binary (shipped) | soft (the parser's own mask, not binarised) | box (the whole box) |
-          feather (fbtool blur's feathered ellipse, reference/masks.py's rule, feather 0.15)
+          feather (fbtool blur's feathered ellipse, reference/masks.py's rule, feather 0.15) |
+          boxramp (1 over the box grown 1.4, a linear ramp to 0 at the box grown GROW)
     GROW  the kernel's margin (shipped: 1.4)
 """
 
@@ -42,7 +43,7 @@ def _cached(path: Path, make):
     return value
 
 
-def _mask(kind: str, mask: np.ndarray) -> np.ndarray:
+def _mask(kind: str, mask: np.ndarray, grow: float) -> np.ndarray:
     if kind == "binary":
         return mask
     if kind == "box":
@@ -52,6 +53,12 @@ def _mask(kind: str, mask: np.ndarray) -> np.ndarray:
         u = (np.arange(n) + 0.5) / (n / 2) - 1
         r = np.hypot(u[None], u[:, None]) * (1 + FEATHER)
         return np.clip(0.5 + (1 - r) / (2 * FEATHER), 0, 1).astype(np.float32)
+    if kind == "boxramp":  # 1 over the box grown 1.4 (the shipped margin), falling linearly to 0 at `grow`
+        n = 32
+        u = np.abs((np.arange(n) + 0.5) / (n / 2) - 1)
+        inner = 1.4 / grow
+        a = np.clip((1 - u) / max(1 - inner, 1e-6), 0, 1)
+        return np.minimum(a[None], a[:, None]).astype(np.float32)
     raise ValueError(kind)
 
 
@@ -129,7 +136,7 @@ def main(run: str, cache_dir: str, specs: list[str]) -> int:
         outs, boxes = [], {}
         for n, (f, tg) in enumerate(zip(frames, targets)):
             # the original (soft) mask of a detection; held and lead faces keep the binary one they carry
-            ob = [replace(t.obj, mask=_mask(kind, t.obj.mask)) if kind != "soft" else t.obj for t in tg]
+            ob = [replace(t.obj, mask=_mask(kind, t.obj.mask, float(grow))) if kind != "soft" else t.obj for t in tg]
             if kind == "soft":
                 src = {(o.left, o.top, o.width, o.height): o.mask for o in objs[n]}
                 ob = [replace(o, mask=np.clip(src.get((o.left, o.top, o.width, o.height), o.mask), 0, 1))
