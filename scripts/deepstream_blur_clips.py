@@ -12,9 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-CLIPS = ("people-detection.gif", "head-pose-face-detection-female.gif", "classroom.gif",
-         "face-demographics-walking.gif", "head-pose-face-detection-female-and-male.gif",
-         "face-demographics-walking-and-pause.gif", "worker-zone-detection.gif", "one-by-one-person-detection.mp4")
+VIDEO = (".gif", ".mp4")
+
+
+def shared_clips() -> list[str]:
+    """Every clip in the media folders (../shared/media, $FBTOOL_MEDIA), by name."""
+    from toolchain.media import media_dirs
+
+    return sorted({p.name for d in media_dirs() if d.is_dir() for p in d.iterdir() if p.suffix.lower() in VIDEO})
 
 
 def main(run: str, out: str, clips: list[str], recipe_name: str = "retinaface_mnet025") -> int:
@@ -26,7 +31,7 @@ def main(run: str, out: str, clips: list[str], recipe_name: str = "retinaface_mn
     recipe = load_recipe(recipe_name)  # the run folder's recipe (the default model's unless told)
     config = RunFolder(run).get(BLUR_INFER_CONFIG)
     rows, ok = [], True
-    for clip in clips or CLIPS:
+    for clip in clips or shared_clips():
         t0 = time.perf_counter()
         r = verify_deepstream(recipe, config, [str(resolve_media(clip))], frames_per_clip=1_000_000)
         a, p = r["audit"], r["proof"]

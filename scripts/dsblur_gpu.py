@@ -144,32 +144,6 @@ def prepare(args) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- device
-def _lib(path: Path):
-    import ctypes
-
-    lib = ctypes.CDLL(str(path))
-    return lib
-
-
-def _c_objects(objs):
-    import ctypes
-
-    class Obj(ctypes.Structure):
-        _fields_ = [("left", ctypes.c_float), ("top", ctypes.c_float), ("width", ctypes.c_float),
-                    ("height", ctypes.c_float), ("mask_host", ctypes.POINTER(ctypes.c_float)),
-                    ("mask_w", ctypes.c_int), ("mask_h", ctypes.c_int)]
-
-    keep = []
-    arr = (Obj * max(1, len(objs)))()
-    for i, o in enumerate(objs):
-        m = None if o.mask is None else np.ascontiguousarray(o.mask, np.float32)
-        keep.append(m)
-        arr[i] = Obj(o.left, o.top, o.width, o.height,
-                     None if m is None else m.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-                     0 if m is None else m.shape[1], 0 if m is None else m.shape[0])
-    return arr, keep
-
-
 def _pitched(torch, img: np.ndarray, pitch: int):
     """A device surface [rows, pitch] holding img's rows (pitch > the row's bytes: as NvBufSurface)."""
     rows = img.shape[0]
@@ -220,6 +194,7 @@ def device(args) -> None:
 
     import torch
 
+    from toolchain.blur.ops.dsblur import c_objects
     from toolchain.reference.preprocess import normalize, scale_frame
 
     data = np.load(Path(args.data) / "data.npz", allow_pickle=True)
@@ -231,9 +206,9 @@ def device(args) -> None:
                                                                                             time.gmtime())}
     print(json.dumps(res), flush=True)
     lib = Path(args.lib)
-    ds = _lib(lib / "libfbtool_dsblur.so")
-    ds1 = _lib(lib / "libfbtool_dsblur_g1.so")  # the same kernel without the margin
-    nv = _lib(lib / "libnvcheck.so")
+    ds = ctypes.CDLL(str(lib / "libfbtool_dsblur.so"))
+    ds1 = ctypes.CDLL(str(lib / "libfbtool_dsblur_g1.so"))  # the same kernel without the margin
+    nv = ctypes.CDLL(str(lib / "libnvcheck.so"))
     stream = torch.cuda.current_stream()
     sp = ctypes.c_void_p(stream.cuda_stream)
 
@@ -279,7 +254,7 @@ def device(args) -> None:
         objs = objects_of(data, i)
         rgba = np.concatenate([bgr, np.full_like(bgr[..., :1], 255)], -1)  # channel order does not matter
         for name, ob in (("nvidia", objs), ("nvidia_grown", grown(objs)), ("fbtool", objs), ("fbtool_g1", objs)):
-            arr, keep = _c_objects(ob)
+            arr, keep = c_objects(ob)
             surf = _pitched(torch, rgba, pitch4)
             torch.cuda.synchronize()
             ev0.record(stream)
@@ -308,7 +283,7 @@ def device(args) -> None:
         # NV12 (pitch-linear, Y and UV planes of one pitch, as NvBufSurface lays them out)
         y, uv = to_nv12(bgr)
         ys, uvs = _pitched(torch, y, pitch1), _pitched(torch, uv, pitch1)
-        arr, keep = _c_objects(objs)
+        arr, keep = c_objects(objs)
         ev0.record(stream)
         rc = ds.fbtool_dsblur_nv12(ctypes.c_void_p(ys.data_ptr()), pitch1, ctypes.c_void_p(uvs.data_ptr()), pitch1,
                                    W, H, arr, len(objs), sp)

@@ -71,22 +71,6 @@ def random_objects(rng, n: int):
     return objs
 
 
-def c_objects(objs):
-    class Obj(ctypes.Structure):
-        _fields_ = [("left", ctypes.c_float), ("top", ctypes.c_float), ("width", ctypes.c_float),
-                    ("height", ctypes.c_float), ("mask_host", ctypes.POINTER(ctypes.c_float)),
-                    ("mask_w", ctypes.c_int), ("mask_h", ctypes.c_int)]
-
-    keep, arr = [], (Obj * max(1, len(objs)))()
-    for i, o in enumerate(objs):
-        m = None if o.mask is None else np.ascontiguousarray(o.mask, np.float32)
-        keep.append(m)
-        arr[i] = Obj(o.left, o.top, o.width, o.height,
-                     None if m is None else m.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-                     0 if m is None else m.shape[1], 0 if m is None else m.shape[0])
-    return arr, keep
-
-
 def surface(img: np.ndarray, pitch: int):
     import torch
 
@@ -114,7 +98,7 @@ def test_rgba_and_nv12_equal_the_twin(lib, frames):
     changed = 0
     for f in frames:
         objs = random_objects(rng, 14)
-        arr, keep = c_objects(objs)
+        arr, keep = dsblur.c_objects(objs)
         rgba = np.concatenate([f, np.full_like(f[..., :1], 255)], -1)
         s = surface(rgba, 4 * W + 256)
         assert lib.fbtool_dsblur_rgba(ctypes.c_void_p(s.data_ptr()), s.shape[1], W, H, arr, len(objs), stream) == 0
@@ -203,7 +187,7 @@ def test_nvidia_blur_vs_fbtool_per_face_size(lib, nvidia, recipe, torch_runner):
     class; NVIDIA's leaves detail (issue 15's finding: it fails for some size)."""
     import torch
 
-    from toolchain.blur.ops.dsblur import DsBlurObject
+    from toolchain.blur.ops.dsblur import DsBlurObject, c_objects
     from toolchain.blur.proof import ProofReport, check_frame
     from toolchain.detector import detect_batch
 

@@ -58,6 +58,26 @@ class DsBlurObject:
                    float(np.float32(obj.height)), None if mask is None else np.asarray(mask, np.float32))
 
 
+def c_objects(objs) -> tuple:
+    """`objs` as the C ABI's FbtoolDsBlurObject array (plugins/dsblur/fbtool_dsblur.h), for callers of the
+    compiled kernel (the H200 checks). Returns (array, masks): keep `masks` alive while the array is used."""
+    import ctypes
+
+    class Obj(ctypes.Structure):
+        _fields_ = [("left", ctypes.c_float), ("top", ctypes.c_float), ("width", ctypes.c_float),
+                    ("height", ctypes.c_float), ("mask_host", ctypes.POINTER(ctypes.c_float)),
+                    ("mask_w", ctypes.c_int), ("mask_h", ctypes.c_int)]
+
+    keep, arr = [], (Obj * max(1, len(objs)))()
+    for i, o in enumerate(objs):
+        m = None if o.mask is None else np.ascontiguousarray(o.mask, np.float32)
+        keep.append(m)
+        arr[i] = Obj(o.left, o.top, o.width, o.height,
+                     None if m is None else m.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                     0 if m is None else m.shape[1], 0 if m is None else m.shape[0])
+    return arr, keep
+
+
 def block_size(width: float, height: float, min_k: int = MIN_K) -> int:
     return max(min_k, int(math.floor(min(width, height) / BLOCKS_PER_FACE + 0.5)))
 
