@@ -1,11 +1,14 @@
 """Where the whole process's GPU memory goes with N NVDEC streams (issue 18; docs/bench.md).
 
-NVML's figure for this process (CUDA context included) after each step: PyTorch's CUDA context, then N
-decoders opened on the clip, then each decoding `--frames` frames (views only: nothing of ours is kept),
-then a frame pool as the muxer allocates it. The step differences divided by N are NVDEC's own cost per
-stream (decode surfaces and PyNvVideoCodec's output frames), which no option of PyNvVideoCodec 2.2.4
-reduces (nvdec.py). Writes gpu_streams_memory.json to --out.
-Usage: python scripts/gpu_streams_memory.py --clip faces1080.mp4 --streams 1,8,32 --out DIR
+NVML's figure for this process (CUDA context included) after each step: PyTorch's CUDA context, then per
+decoder kind and stream count: N decoders opened on the clip, the frame pool the muxer would allocate
+for them, then each decoding `--frames` frames into that pool (each slot given back at once: nothing of
+ours is kept). (decoded - pooled) / N is NVDEC's own cost per stream: its decode and output surfaces,
+and for PyNvVideoCodec its own output frames. `--decoders fbtool,pynvvideocodec` compares fbtool's
+session (plugins/nvdec: min_num_decode_surfaces, one output surface) with PyNvVideoCodec 2.2.4's, in one
+process; the first decoder of the process also pays NVDEC's one-time setup, so the first row of a
+run is not a per-stream figure. Writes gpu_streams_memory.json to --out.
+Usage: python scripts/gpu_streams_memory.py --clip faces1080.mp4 --streams 1,8,32 [--decoders ...] --out DIR
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clip", required=True)
     ap.add_argument("--streams", default="1,8,32")
     ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=32, help="the muxer's batch: the pool's size follows it")
+    ap.add_argument("--decoders", default="nvdec", help="comma-separated: nvdec, fbtool, pynvvideocodec")
     ap.add_argument("--out", default=".")
     a = ap.parse_args(argv)
 
@@ -28,36 +33,42 @@ def main(argv=None) -> int:
 
     import torch
 
-    from toolchain.blur.pipeline.streams import FramePool, StreamMux, open_decoder
+    from toolchain.blur.pipeline.streams import StreamMux, make_pool, nvdec_kind, open_decoder
     from toolchain.gpumon import GpuMonitor
 
     mon = GpuMonitor()
     torch.zeros(1, device="cuda")
     torch.cuda.synchronize()
     used = (lambda: mon.process_mb()) if mon.process_mb() else (lambda: mon.device_used_mb())
-    rep = {"gpu": torch.cuda.get_device_name(0), "context_mib": used(),
+    rep = {"gpu": torch.cuda.get_device_name(0), "context_mib": used(), "batch": a.batch, "frames": a.frames,
            "figure": "process (NVML)" if mon.process_mb() else "device used (NVML)", "runs": []}
     for n in [int(v) for v in a.streams.split(",")]:
-        gc.collect()
-        torch.cuda.empty_cache()
-        base = used()
-        decs = [open_decoder(a.clip, nvdec=True) for _ in range(n)]
-        opened = used()
-        for d in decs:
-            for _ in d.frames(a.frames, clone=False):
-                pass
-        torch.cuda.synchronize()
-        decoded = used()
-        mux = StreamMux(decs, 32, 0.04, a.frames)
-        pool = FramePool(mux.pool_size(), (decs[0].height * 3 // 2, decs[0].width), "cuda")
-        pooled = used()
-        row = {"streams": n, "before_mib": base, "decoders_opened_mib": opened, "after_decode_mib": decoded,
-               "with_frame_pool_mib": pooled, "pool_frames": pool.buf.shape[0],
-               "per_stream_open_mib": (opened - base) / n, "per_stream_decoding_mib": (decoded - base) / n,
-               "pool_mib": pooled - decoded}
-        rep["runs"].append(row)
-        print(json.dumps(row), flush=True)
-        del decs, mux, pool
+        for kind in [k.strip() for k in a.decoders.split(",") if k.strip()]:
+            gc.collect()
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            base = used()
+            decs = [open_decoder(a.clip, nvdec=kind) for _ in range(n)]
+            opened = used()
+            mux = StreamMux(decs, a.batch, 0.04, a.frames)
+            pool = make_pool(decs, mux.pool_size(), "cuda")
+            pooled = used()
+            stats = None
+            for d in decs:
+                for _, frame, ev in d.frames(a.frames, into=pool):
+                    if ev is not None:
+                        ev.synchronize()
+                    pool.release_after(None, [pool.slot(frame)])
+                stats = getattr(d, "stats", None) or stats
+            torch.cuda.synchronize()
+            decoded = used()
+            row = {"decoder": nvdec_kind(kind), "streams": n, "before_mib": base, "decoders_opened_mib": opened,
+                   "with_frame_pool_mib": pooled, "after_decode_mib": decoded, "pool_frames": pool.buf.shape[0],
+                   "pool_mib": pooled - opened, "per_stream_decoding_mib": (decoded - pooled) / n,
+                   "session_stats": stats}
+            rep["runs"].append(row)
+            print(json.dumps(row), flush=True)
+            del decs, mux, pool, d
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "gpu_streams_memory.json").write_text(json.dumps(rep, indent=2))
     return 0

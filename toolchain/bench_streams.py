@@ -41,13 +41,12 @@ def decode_only(source: str, n: int, nvdec: bool, max_frames: int, batch: int, f
     """The decoding threads and the muxer alone (same pool or clones as the run), no GPU stage."""
     import torch
 
-    from .blur.pipeline.streams import FramePool, StreamMux, open_decoder
+    from .blur.pipeline.streams import StreamMux, make_pool, open_decoder
 
     decs = [open_decoder(source, nvdec) for _ in range(n)]
     mux = StreamMux(decs, batch, 0.04, max_frames)
     if frame_pool:
-        mux.pool = FramePool(mux.pool_size(), (decs[0].height * 3 // 2, decs[0].width),
-                             "cuda" if torch.cuda.is_available() else "cpu", mux.stop)
+        mux.pool = make_pool(decs, mux.pool_size(), "cuda" if torch.cuda.is_available() else "cpu", mux.stop)
     t0 = time.perf_counter()
     frames = 0
     for b in mux.batches():
@@ -72,21 +71,20 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
     import torch
 
     from .blur.engines import make_engine
-    from .blur.nvdec import available
     from .blur.pipeline.graphs import GraphRunner
-    from .blur.pipeline.streams import open_decoder, run_streams
+    from .blur.pipeline.streams import open_decoder, resolve_decoder, run_streams
     from .media import resolve_media
 
     src = source if "://" in source else str(resolve_media(source))
     cuda = torch.cuda.is_available()
-    nvdec = {"auto": cuda and available()[0], "nvdec": True, "cpu": False}[decoder]
+    nvdec = resolve_decoder(decoder, cuda)  # None: PyAV on the CPU; else "fbtool" / "pynvvideocodec"
     device = "cuda" if cuda else "cpu"
     probe = open_decoder(src, nvdec)
     w, h = probe.width, probe.height
     del probe
     result = {"settings": {"source": source, "size": f"{w}x{h}", "streams": list(streams), "batch": batch,
                            "frames_per_stream": frames_per_stream, "precision": precision, "decoder":
-                           "nvdec" if nvdec else "pyav-cpu", "batch_timeout_ms": timeout_ms, "blur": blur,
+                           f"nvdec ({nvdec})" if nvdec else "pyav-cpu", "batch_timeout_ms": timeout_ms, "blur": blur,
                            "frames_stay_on_gpu": True, "encode": False,
                            "graph_slots": slots, "frame_pool": frame_pool},
               "machine": _machine(cuda), "runs": []}
@@ -94,7 +92,7 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
     a = naive_loop(recipe, host, device)
     a.update({"name": f"naive torch-{device} fp32 (host frames of the clip)", "kind": "naive"})
     result["naive"] = a
-    log(f"bench streams: {src} {w}x{h}, decoder {'NVDEC' if nvdec else 'PyAV (CPU)'}; naive {a['fps']:.1f} frames/s")
+    log(f"bench streams: {src} {w}x{h}, decoder {f'NVDEC ({nvdec})' if nvdec else 'PyAV (CPU)'}; naive {a['fps']:.1f} frames/s")
     eng = make_engine(recipe, "torch", device, batch=batch, precision=precision, tensor_path=not cuda)
     t0 = time.perf_counter()
     runner = GraphRunner(eng.model, recipe, batch, h, w, eng.dtype, fmt="nv12", download=False, blur=blur, slots=slots)

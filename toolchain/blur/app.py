@@ -301,7 +301,7 @@ def blur_many(recipe, sources, output, engine: Engine, json_path=None, on_result
 
 
 def blur_nvdec(recipe, sources, output, engine: Engine, json_path=None, encode: bool = True,
-               max_frames: int | None = None, verify: bool = False, nvdec: bool = True, on_result=None,
+               max_frames: int | None = None, verify: bool = False, nvdec: bool | str = True, on_result=None,
                workers: int | None = None, x264_threads: int | None = None) -> list[dict]:
     """Every input through the NVDEC + CUDA-graph path at once (multistream.blur_streams: decoded on the
     GPU, batched across inputs, no tracks), outputs named as plan_outputs says, each with its sidecar
@@ -310,7 +310,8 @@ def blur_nvdec(recipe, sources, output, engine: Engine, json_path=None, encode: 
 
     The inputs run together, so a bad input stops the call before any work, and an error midway
     (a decoder, an encoder) leaves no output of this call at all (temporaries removed). `nvdec=False`
-    decodes with PyAV instead (tests, and machines without NVDEC). Returns one dict per input."""
+    decodes with PyAV instead (tests, and machines without NVDEC); "fbtool" / "pynvvideocodec" name the
+    NVDEC implementation (True: streams.NVDEC_DEFAULT). Returns one dict per input."""
     import os
 
     from ..fsutil import refuse_overwrite, sweep_stale

@@ -30,11 +30,11 @@ def encoder_workers() -> int:
 
 def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths: list | None = None,
                  encode: bool = True, max_frames: int | None = None, batch_timeout_s: float = 0.04,
-                 nvdec: bool = True, workers: int | None = None, x264_threads: int | None = None) -> dict:
+                 nvdec: bool | str = True, workers: int | None = None, x264_threads: int | None = None) -> dict:
     """Blur `sources` together on the GPU; outputs[i] (an .mp4) gets sources[i] blurred when encoding."""
     from ..media import resolve_media
     from .pipeline.graphs import GraphRunner
-    from .pipeline.streams import EncoderPool, open_decoder, run_streams
+    from .pipeline.streams import EncoderPool, nvdec_kind, open_decoder, run_streams
 
     srcs = [s if "://" in str(s) else str(resolve_media(s)) for s in sources]  # RTSP/HTTP: FFmpeg's demuxer opens them
     if encode:
@@ -86,7 +86,7 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
             write_text(json_paths[i], "".join(json.dumps(r) + "\n" for r in rows))
     info.update({"inputs": srcs, "outputs": [str(o) for o in outputs] if encode else None,
                  "backend": engine.name + ", CUDA graphs", "batch": engine.batch,
-                 "decoder": "nvdec" if nvdec else "pyav-cpu", "rows": results,
+                 "decoder": f"nvdec ({nvdec_kind(nvdec)})" if nvdec else "pyav-cpu", "rows": results,
                  "faces": sum(len(r["faces"]) for rows in results for r in rows), "stages": [],
                  "bound_by": "decode + GPU stage", "cpu_busy_cores": busy_cores})
     if pool is not None:

@@ -34,8 +34,9 @@ from ._common import load, recipe_option, success
 @click.option("--frames-per-stream", type=int, default=200, show_default=True, help="--streams: frames per stream.")
 @click.option("--batch-timeout-ms", type=float, default=40.0, show_default=True,
               help="--streams: send a partial batch this long after its first frame (nvstreammux's timeout).")
-@click.option("--decoder", type=click.Choice(["auto", "nvdec", "cpu"]), default="auto", show_default=True,
-              help="--streams: NVDEC (PyNvVideoCodec) or PyAV on the CPU; auto = NVDEC where available.")
+@click.option("--decoder", type=click.Choice(["auto", "nvdec", "fbtool", "pynvvideocodec", "cpu"]), default="auto",
+              show_default=True, help="--streams: NVDEC (nvdec: fbtool's own decoder session where it builds, else "
+              "PyNvVideoCodec's; or name one) or PyAV on the CPU; auto = NVDEC where available.")
 @click.option("--frame-pool/--no-frame-pool", default=True, show_default=True,
               help="--streams: decoders write into one preallocated frame pool (no: a tensor per frame, to compare).")
 @click.option("--frames-npy", type=click.Path(exists=True), default=None,

@@ -39,8 +39,9 @@ from ._common import load, recipe_option, success
 @click.option("--stats", is_flag=True, help="Print each stage's busy time.")
 @click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,
               help="torch on CUDA: dense (constant kernels per batch) or crops (per-face, exact to the CPU blur).")
-@click.option("--decoder", type=click.Choice(["auto", "nvdec", "cpu"]), default="auto", show_default=True,
-              help="--device cuda --backend torch: NVDEC + CUDA graphs (auto: where PyNvVideoCodec is installed).")
+@click.option("--decoder", type=click.Choice(["auto", "nvdec", "fbtool", "pynvvideocodec", "cpu"]), default="auto",
+              show_default=True, help="--device cuda --backend torch: NVDEC + CUDA graphs (auto: where PyNvVideoCodec "
+              "is installed; nvdec: fbtool's own decoder session where it builds, else PyNvVideoCodec's; or name one).")
 @click.option("--encode/--no-encode", default=True, show_default=True,
               help="NVDEC path only: --no-encode keeps frames on the GPU and writes the faces (sidecar, --json) only.")
 def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, mode, mask_scale, contour,
@@ -87,16 +88,16 @@ def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path
                    f"blurred{held}, "
                    f"{info['fps']:.1f} frames/s ({info['backend']}, batch {info['batch']}, bound by {info['bound_by']})")
 
-    nvdec = False
+    nvdec = None
     if eng.cuda and decoder != "cpu":
-        from ..blur.nvdec import available
+        from ..blur.pipeline.streams import resolve_decoder
 
-        nvdec = decoder == "nvdec" or available()[0]
+        nvdec = resolve_decoder(decoder, True)
     if nvdec:  # issue 18's GPU path: every input at once, batched across inputs; no tracks; the same audit
         if start:
             raise FbtoolError("--start is not supported with NVDEC", "use --decoder cpu")
         results = blur_nvdec(r, sources, output, eng, json_path, encode=encode, max_frames=max_frames,
-                             verify=verify, on_result=report)
+                             verify=verify, on_result=report, nvdec=nvdec)
         verify = verify and encode
     elif not encode:
         raise FbtoolError("--no-encode needs the NVDEC path", "use --device cuda --backend torch with PyNvVideoCodec")

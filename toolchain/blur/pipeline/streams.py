@@ -75,6 +75,17 @@ class FramePool:
     def slot(self, frame) -> int:
         return (frame.data_ptr() - self.buf.data_ptr()) // self.frame_bytes
 
+    def release_on(self, stream, slots) -> None:
+        """Free `slots` once the work queued so far on `stream` (None: now, on the CPU) has run."""
+        ev = None
+        if stream is not None:
+            ev = self._torch.cuda.Event()
+            ev.record(stream)
+        self.release_after(ev, slots)
+
+    def halt(self) -> None:
+        """Nothing to wake: acquire() polls `stop` (fbnvdec.NativeFramePool's waiters are in C++)."""
+
     def release_after(self, event, slots) -> None:
         """Free `slots` once `event` (None: now) has completed."""
         if event is None:
@@ -123,12 +134,64 @@ class HostNv12Decoder:
                 yield (n, *into.write(t)) if into is not None else (n, t.to(self.device), None)
 
 
-def open_decoder(source: str, nvdec: bool):
-    if nvdec:
+# Which NVDEC implementation `nvdec=True` means (--decoder nvdec / auto): "fbtool" (plugins/nvdec via
+# blur/fbnvdec.py: few decode surfaces, no GIL per frame) or "pynvvideocodec" (blur/nvdec.py).
+NVDEC_DEFAULT = "fbtool"
+NVDEC_KINDS = ("fbtool", "pynvvideocodec")
+
+
+def nvdec_kind(nvdec) -> str | None:
+    """None (PyAV on the CPU), or the NVDEC implementation: nvdec is a bool or one of NVDEC_KINDS."""
+    if not nvdec or nvdec == "cpu":
+        return None
+    return NVDEC_DEFAULT if nvdec is True or nvdec == "nvdec" else str(nvdec)
+
+
+def resolve_decoder(choice: str, cuda: bool) -> str | None:
+    """--decoder's value -> None (PyAV on the CPU) or an NVDEC kind. auto: NVDEC where a GPU and
+    PyNvVideoCodec (its demuxer serves both kinds) are; auto and nvdec take NVDEC_DEFAULT, or
+    PyNvVideoCodec's decoder where fbtool's cannot be built or loaded here (no g++ or nv-codec-headers)."""
+    if choice == "cpu" or (choice == "auto" and not cuda):
+        return None
+    if choice == "auto":
+        from ..nvdec import available
+
+        if not available()[0]:
+            return None
+    if choice in ("auto", "nvdec"):
+        if NVDEC_DEFAULT == "fbtool":
+            from ..fbnvdec import available as fbtool_available
+
+            return "fbtool" if fbtool_available()[0] else "pynvvideocodec"
+        return NVDEC_DEFAULT
+    return choice
+
+
+def open_decoder(source: str, nvdec):
+    kind = nvdec_kind(nvdec)
+    if kind == "fbtool":
+        from ..fbnvdec import FbNvDecoder
+
+        return FbNvDecoder(source)
+    if kind == "pynvvideocodec":
         from ..nvdec import NvDecoder
 
         return NvDecoder(source)
+    if kind is not None:
+        from ...errors import FbtoolError
+
+        raise FbtoolError(f"unknown NVDEC decoder {kind!r}", f"one of {', '.join(NVDEC_KINDS)}")
     return HostNv12Decoder(source)
+
+
+def make_pool(decoders: list, n: int, device, stop: threading.Event | None = None):
+    """The frame pool for these decoders: their own kind's (fbnvdec: the free list lives in C++, where
+    the decoding calls take slots without the GIL), else FramePool."""
+    h, w = decoders[0].height, decoders[0].width
+    factory = getattr(decoders[0], "make_pool", None)
+    if factory is not None:
+        return factory(n, (h * 3 // 2, w), device, stop)
+    return FramePool(n, (h * 3 // 2, w), device, stop)
 
 
 @dataclass
@@ -159,8 +222,10 @@ class StreamMux:
 
     def pool_size(self) -> int:
         """Frames a FramePool needs so that the decoders never wait for each other: the queue, the batch
-        being filled, one per decoding thread, and one batch whose upload has not completed yet."""
-        return 3 * self.batch + self._thread_count()
+        being filled, one per decoding thread, and one batch whose upload has not completed yet. fbtool's
+        decoder (fbnvdec) writes a whole end-of-stream flush (a few frames) within one call: 3 per thread."""
+        per_thread = 3 if self.decoders and getattr(self.decoders[0], "kind", "") == "fbtool" else 1
+        return 3 * self.batch + per_thread * self._thread_count()
 
     def _thread_count(self) -> int:
         import os
@@ -246,6 +311,8 @@ class StreamMux:
             pass
         finally:
             self.stop.set()
+            if self.pool is not None:
+                self.pool.halt()  # frames waiting for a slot inside fbtool's decoder calls give up
             for t in threads:
                 t.join(timeout=5)
         if self.error is not None:
@@ -322,9 +389,13 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
 
     mux = StreamMux(decoders, runner.batch, timeout_s, max_frames)
     pool = None
+    if not frame_pool and decoders and getattr(decoders[0], "kind", "") == "fbtool":
+        from ...errors import FbtoolError
+
+        raise FbtoolError("a tensor per frame (no frame pool) is PyNvVideoCodec's way only",
+                          "use --decoder pynvvideocodec with --no-frame-pool")
     if frame_pool and decoders:
-        h, w = decoders[0].height, decoders[0].width
-        pool = FramePool(mux.pool_size(), (h * 3 // 2, w), "cuda" if runner.cuda else "cpu", mux.stop)
+        pool = make_pool(decoders, mux.pool_size(), "cuda" if runner.cuda else "cpu", mux.stop)
         mux.pool = pool
     # Tens of decoding threads and the muxer share the GIL: a short switch interval lets the thread
     # that feeds the GPU get it back quickly (H200, 32 streams: 5 ms default 2121 frames/s, 0.5 ms 2556).
@@ -357,11 +428,7 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
                     cur.wait_event(ev)
                 torch.stack(frames, out=dst)
                 if pool is not None:  # the slots are free once this upload has run
-                    done = None
-                    if cur is not None:
-                        done = torch.cuda.Event()
-                        done.record(cur)
-                    pool.release_after(done, slots)
+                    pool.release_on(cur, slots)
                 elif cur is not None:
                     for f in frames:  # made on a decoder's stream, read on this one: keep the block alive
                         f.record_stream(cur)
