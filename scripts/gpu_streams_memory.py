@@ -3,7 +3,7 @@
 NVML's figure for this process (CUDA context included) after each step: PyTorch's CUDA context, then per
 decoder kind and stream count: N decoders opened on the clip, the frame pool the muxer would allocate
 for them, then each decoding `--frames` frames into that pool (each slot given back at once: nothing of
-ours is kept). (decoded - pooled) / N is NVDEC's own cost per stream: its decode and output surfaces,
+ours is kept), every decoder still open. (decoded - pooled) / N is NVDEC's own cost per stream: its decode and output surfaces,
 and for PyNvVideoCodec its own output frames. `--decoders fbtool,pynvvideocodec` compares fbtool's
 session (plugins/nvdec: min_num_decode_surfaces, one output surface) with PyNvVideoCodec 2.2.4's, in one
 process; the first decoder of the process also pays NVDEC's one-time setup, so the first row of a
@@ -53,22 +53,27 @@ def main(argv=None) -> int:
             mux = StreamMux(decs, a.batch, 0.04, a.frames)
             pool = make_pool(decs, mux.pool_size(), "cuda")
             pooled = used()
-            stats = None
-            for d in decs:
-                for _, frame, ev in d.frames(a.frames, into=pool):
+            # every decoder stays open (its generator suspended mid-stream) while memory is read: fbtool's
+            # session closes its decoder when its generator ends
+            gens = [d.frames(None, into=pool) for d in decs]
+            for g in gens:
+                for _ in range(a.frames):
+                    _, frame, ev = next(g)
                     if ev is not None:
                         ev.synchronize()
                     pool.release_after(None, [pool.slot(frame)])
-                stats = getattr(d, "stats", None) or stats
             torch.cuda.synchronize()
             decoded = used()
+            for g in gens:
+                g.close()
+            stats = getattr(decs[-1], "stats", None)
             row = {"decoder": nvdec_kind(kind), "streams": n, "before_mib": base, "decoders_opened_mib": opened,
                    "with_frame_pool_mib": pooled, "after_decode_mib": decoded, "pool_frames": pool.buf.shape[0],
                    "pool_mib": pooled - opened, "per_stream_decoding_mib": (decoded - pooled) / n,
                    "session_stats": stats}
             rep["runs"].append(row)
             print(json.dumps(row), flush=True)
-            del decs, mux, pool, d
+            del decs, mux, pool, gens, g
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "gpu_streams_memory.json").write_text(json.dumps(rep, indent=2))
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 
 from .bench import _machine, naive_loop
@@ -86,7 +87,11 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
                            "frames_per_stream": frames_per_stream, "precision": precision, "decoder":
                            f"nvdec ({nvdec})" if nvdec else "pyav-cpu", "batch_timeout_ms": timeout_ms, "blur": blur,
                            "frames_stay_on_gpu": True, "encode": False,
-                           "graph_slots": slots, "frame_pool": frame_pool},
+                           "graph_slots": slots, "frame_pool": frame_pool,
+                           # the knobs measured by environment (docs/bench.md), as they were in this run
+                           "env": {k: os.environ[k] for k in ("FBTOOL_DECODE_THREADS", "FBTOOL_GIL_SWITCH_S",
+                                                              "FBTOOL_NVDEC_DISPLAY_DELAY", "PYTORCH_CUDA_ALLOC_CONF")
+                                   if os.environ.get(k)}},
               "machine": _machine(cuda), "runs": []}
     host = _host_frames(src, nvdec, naive_frames)
     a = naive_loop(recipe, host, device)

@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define FBTOOL_NVDEC_ABI 1
+#define FBTOOL_NVDEC_ABI 2
 
 /* fbtool_nvdec_decode flags */
 #define FBTOOL_NVDEC_EOS 1 /* end of stream: the parser outputs every frame it still holds */
@@ -69,9 +69,10 @@ int32_t fbtool_nvdec_pool_free(FbtoolNvdecPool *pool); /* free slots now (pendin
 void fbtool_nvdec_pool_destroy(FbtoolNvdecPool *pool);  /* after every session on it is closed */
 
 /* A parser for `codec` (cudaVideoCodec); the decoder itself is created at the first sequence header with
- * min_num_decode_surfaces + extra_surfaces decode surfaces. NULL on error. */
-FbtoolNvdecSession *fbtool_nvdec_open(FbtoolNvdecPool *pool, int32_t codec, int32_t extra_surfaces, char *err,
-                                      int32_t errlen);
+ * min_num_decode_surfaces + extra_surfaces decode surfaces. display_delay: the parser's ulMaxDisplayDelay
+ * (frames decoded ahead of the one displayed; NVIDIA's NvDecoder uses 1). NULL on error. */
+FbtoolNvdecSession *fbtool_nvdec_open(FbtoolNvdecPool *pool, int32_t codec, int32_t extra_surfaces,
+                                      int32_t display_delay, char *err, int32_t errlen);
 /* Parses one packet (size 0 and no flags: only hands out frames already written) and writes up to `cap`
  * displayed frames to `out`; the rest wait for the next call. Returns the count, or < 0. */
 int32_t fbtool_nvdec_decode(FbtoolNvdecSession *s, const uint8_t *data, int64_t size, int64_t pts, int32_t flags,

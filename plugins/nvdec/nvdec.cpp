@@ -379,8 +379,8 @@ EXPORT void fbtool_nvdec_pool_destroy(FbtoolNvdecPool *p) {
     delete p;
 }
 
-EXPORT FbtoolNvdecSession *fbtool_nvdec_open(FbtoolNvdecPool *pool, int32_t codec, int32_t extra_surfaces, char *err,
-                                             int32_t errlen) {
+EXPORT FbtoolNvdecSession *fbtool_nvdec_open(FbtoolNvdecPool *pool, int32_t codec, int32_t extra_surfaces,
+                                             int32_t display_delay, char *err, int32_t errlen) {
     if (!pool) {
         put_err(err, errlen, "no pool");
         return nullptr;
@@ -398,7 +398,7 @@ EXPORT FbtoolNvdecSession *fbtool_nvdec_open(FbtoolNvdecPool *pool, int32_t code
     CUVIDPARSERPARAMS pp{};
     pp.CodecType = (cudaVideoCodec)codec;
     pp.ulMaxNumDecodeSurfaces = 1;  // the sequence callback's return value sets the real count
-    pp.ulMaxDisplayDelay = 1;       // NVIDIA's NvDecoder default outside its low-latency mode
+    pp.ulMaxDisplayDelay = display_delay < 0 ? 1 : (unsigned)display_delay;  // NvDecoder's default: 1
     pp.pUserData = s;
     pp.pfnSequenceCallback = FbtoolNvdecSession::seq_cb;
     pp.pfnDecodePicture = FbtoolNvdecSession::dec_cb;

@@ -32,7 +32,7 @@ from ..errors import FbtoolError
 PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "nvdec"
 LIB_NAME = "libfbtool_nvdec.so"
 HEADERS = ("dynlink_loader.h", "dynlink_cuda.h", "dynlink_cuviddec.h", "dynlink_nvcuvid.h", "nvEncodeAPI.h")
-ABI = 1  # FBTOOL_NVDEC_ABI
+ABI = 2  # FBTOOL_NVDEC_ABI
 EOS = 1  # FBTOOL_NVDEC_EOS
 ERROR, STOPPED = -1, -2
 # Frames one call hands out at most; more (an end-of-stream flush) are fetched by further calls.
@@ -133,7 +133,7 @@ def load() -> ctypes.CDLL:
            "fbtool_nvdec_pool_release": (I32, [P, U64, I32, c.POINTER(I32), I32]),
            "fbtool_nvdec_pool_halt": (None, [P]), "fbtool_nvdec_pool_free": (I32, [P]),
            "fbtool_nvdec_pool_destroy": (None, [P]),
-           "fbtool_nvdec_open": (P, [P, I32, I32, S, I32]),
+           "fbtool_nvdec_open": (P, [P, I32, I32, I32, S, I32]),
            "fbtool_nvdec_decode": (I32, [P, P, I64, I64, I32, c.POINTER(Frame), I32]),
            "fbtool_nvdec_error": (S, [P]), "fbtool_nvdec_stats": (I32, [P, c.POINTER(Stats)]),
            "fbtool_nvdec_close": (None, [P])}
@@ -233,12 +233,14 @@ class FbNvDecoder:
 
     kind = "fbtool"
 
-    def __init__(self, source: str, gpu: int = 0, extra_surfaces: int = 0):
+    def __init__(self, source: str, gpu: int = 0, extra_surfaces: int = 0, display_delay: int | None = None):
         from .nvdec import _require
 
         nvc = _require()
         self.lib = load()
         self.source, self.gpu, self.extra_surfaces = str(source), gpu, extra_surfaces
+        # the parser's ulMaxDisplayDelay (NVIDIA's NvDecoder: 1); env FBTOOL_NVDEC_DISPLAY_DELAY to measure others
+        self.display_delay = int(os.environ.get("FBTOOL_NVDEC_DISPLAY_DELAY", "1")) if display_delay is None else display_delay
         try:
             self.dmx = nvc.CreateDemuxer(filename=self.source)
             self.width, self.height = int(self.dmx.Width()), int(self.dmx.Height())
@@ -257,7 +259,7 @@ class FbNvDecoder:
 
     def _open(self, pool: NativeFramePool):
         err = ctypes.create_string_buffer(512)
-        s = self.lib.fbtool_nvdec_open(pool.handle, self.codec, self.extra_surfaces, err, 512)
+        s = self.lib.fbtool_nvdec_open(pool.handle, self.codec, self.extra_surfaces, self.display_delay, err, 512)
         if not s:
             raise FbtoolError(f"cannot decode {self.source} with fbtool's NVDEC decoder: "
                               f"{err.value.decode(errors='replace')}", "check that the GPU's NVDEC decodes this codec")
