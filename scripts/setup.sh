@@ -22,6 +22,12 @@ if command -v apt-get >/dev/null 2>&1 && [ "${FBTOOL_SKIP_APT:-0}" != "1" ]; the
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
+  # Optional, for the GPU path: FFmpeg's nv-codec-headers (header-only, MIT), which fbtool's own NVDEC decoder
+  # (plugins/nvdec, built with g++ on first use) compiles against; without them `--decoder pynvvideocodec`.
+  if ! dpkg -s libffmpeg-nvenc-dev >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libffmpeg-nvenc-dev >/dev/null 2>&1 \
+      || echo "setup: libffmpeg-nvenc-dev not installed (optional: fbtool's own NVDEC decoder)"
+  fi
 fi
 
 # Quiet: the root-user notice (CI and containers run as root on purpose) and setuptools' generic

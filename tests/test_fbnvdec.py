@@ -124,6 +124,26 @@ def test_decoder_choice():
         streams.open_decoder("x.mp4", "nvjpeg")
 
 
+def test_decoding_threads_and_pool_follow_the_decoder_kind(monkeypatch):
+    from toolchain.blur.pipeline.streams import DECODE_THREADS, DECODE_THREADS_FBTOOL, StreamMux
+
+    monkeypatch.delenv("FBTOOL_DECODE_THREADS", raising=False)
+
+    class Fb:
+        kind = "fbtool"
+
+    class Pnv:
+        kind = "pynvvideocodec"
+
+    fb, pnv = StreamMux([Fb()] * 40, 32), StreamMux([Pnv()] * 40, 32)
+    assert fb._thread_count() == DECODE_THREADS_FBTOOL and pnv._thread_count() == DECODE_THREADS
+    assert StreamMux([Fb()] * 2, 32)._thread_count() == 2
+    # an end-of-stream flush writes several frames inside one call: 3 slots per fbtool thread
+    assert fb.pool_size() == 3 * 32 + 3 * DECODE_THREADS_FBTOOL and pnv.pool_size() == 3 * 32 + DECODE_THREADS
+    monkeypatch.setenv("FBTOOL_DECODE_THREADS", "8")
+    assert fb._thread_count() == 8
+
+
 def test_fbtool_decoder_refuses_a_tensor_per_frame():
     from toolchain.blur.pipeline.streams import run_streams
 

@@ -1,6 +1,7 @@
 """Many streams through one GPU, the way DeepStream's nvstreammux feeds nvinfer.
 
-A few decoding threads (8; each serves several sources in turn: NVDEC through blur/nvdec.py on the
+A few decoding threads (8, each serving several sources in turn; one per source with fbtool's own NVDEC
+decoder, blur/fbnvdec.py, which holds no GIL while it decodes. NVDEC through blur/fbnvdec.py or nvdec.py on the
 GPU, PyAV on the CPU for tests and machines without NVDEC) copy each decoded NV12 frame into a slot of
 one preallocated frame pool (FramePool: the muxer's batch buffer, like nvstreammux's surface pool; a
 fixed amount of device memory whatever the number of streams) and put it in one shared bounded queue. The muxer fills a batch from
@@ -25,6 +26,9 @@ from .core import Stopped, wait_get
 
 _EOS = object()
 DECODE_THREADS = 8
+# fbtool's decoder (blur/fbnvdec.py) holds no GIL while it decodes, so one thread per stream pays: on the H200,
+# 32 streams, one session: 8 threads 2238 frames/s, 16 2535, 32 2914 (docs/bench.md, issue 18c)
+DECODE_THREADS_FBTOOL = 32
 
 
 class FramePool:
@@ -231,9 +235,12 @@ class StreamMux:
         import os
 
         n = len(self.decoders)
-        # 8 threads, each decoding several streams in turn: on the H200 (32 / 64 streams, one session) 2577 /
-        # 2482 frames/s against 2430 / 2451 with a thread per stream and 2496 / 1928 with 16 (docs/bench.md)
-        return max(1, min(n, self.threads or int(os.environ.get("FBTOOL_DECODE_THREADS", "0")) or DECODE_THREADS))
+        # PyNvVideoCodec / PyAV: 8 threads, each decoding several streams in turn: on the H200 (32 / 64 streams,
+        # one session) 2577 / 2482 frames/s against 2430 / 2451 with a thread per stream and 2496 / 1928 with 16
+        # (docs/bench.md); fbtool's decoder: a thread per stream up to DECODE_THREADS_FBTOOL
+        fbtool = bool(self.decoders) and getattr(self.decoders[0], "kind", "") == "fbtool"
+        default = DECODE_THREADS_FBTOOL if fbtool else DECODE_THREADS
+        return max(1, min(n, self.threads or int(os.environ.get("FBTOOL_DECODE_THREADS", "0")) or default))
 
     def _next(self, sid: int, dec, gen):
         """The next frame of one decoder as a queue item (StopIteration at its end)."""
