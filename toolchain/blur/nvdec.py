@@ -12,6 +12,8 @@ enableSEIMessage, bWaitForSessionWarmUp, latency and enableDecodeStats; the numb
 surfaces is not among them (the parser's minimum is used). `latency` LOW/ZERO would hold fewer frames
 inside the decoder, but the wheel's own sample (decode_with_low_latency.py) says not to use either on
 streams with B-frames, which x264's presets and most cameras' main-profile streams have: left NATIVE.
+fbtool's own decoder session (blur/fbnvdec.py, `--decoder fbtool`) sets the surface count itself and
+keeps this module's demuxer.
 """
 
 from __future__ import annotations
