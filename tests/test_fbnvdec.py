@@ -233,7 +233,7 @@ def test_through_the_muxers_pool_several_sessions_on_one_thread(gpu_clip, refere
     seen = {i: [] for i in range(3)}
     cur = torch.cuda.current_stream()
     for b in mux.batches():
-        for sid, idx, frame, _, ev, slot in b:
+        for sid, idx, frame, _, ev, _slot in b:
             assert ev is None  # written and complete when handed out
             seen[sid].append((idx, bool((frame == ref[idx]).all())))
         mux.pool.release_on(cur, [it[5] for it in b])
