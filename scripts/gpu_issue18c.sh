@@ -12,6 +12,12 @@
 #   4 fbtool bench --streams 32, batch 32, decoders alternating fbtool / pynvvideocodec / fbtool / pynvvideocodec
 #   5 the same at batch 16 (the memory target), each decoder once
 #   6 fbtool blur, 2 inputs, --decoder fbtool, --no-encode
+# lib/*.so were built on the CPU machine from plugins/nvdec with the headers of libffmpeg-nvenc-dev 11.1.5.2:
+#   g++ -std=c++17 -O2 -fPIC -shared -fvisibility=hidden -I<copy of plugins/nvdec> -I/usr/include -o lib/X.so nvdec.cpp -ldl -lpthread
+# with one sed each on the copy's nvdec.cpp (the source in the repository is never changed):
+#   noflush:    s/CUVID_PKT_ENDOFSTREAM : 0/0 : 0/
+#   surfminus1: s/int want = f->min_num_decode_surfaces + extra;/int want = f->min_num_decode_surfaces + extra - 1;/
+#   chroma:     s/(size_t)((fmt.coded_height + 1) & ~1u) * pitch/(size_t)((h + 1) \& ~1) * pitch/
 set -uo pipefail
 OUT=${1:?}; cd "$(dirname "$0")/../.."   # .gpu18c
 G=$PWD
