@@ -76,21 +76,25 @@ def test_script_sets_only_properties_the_elements_install(emitted):
                 elif kind == "boolean":
                     assert v in ("0", "1", "true", "false"), (element, k, v)
     # gstnvdsvideotemplate.cpp appends one Property per customlib-props setting; repeated settings add up
-    assert len(_element_props(script, "nvdsvideotemplate")["customlib-props"]) == 3
+    assert len(_element_props(script, "nvdsvideotemplate")["customlib-props"]) == 4
 
 
 @needs_source
 def test_customlib_props_are_what_the_library_reads(emitted, recipe):
     """Each customlib-props value splits at its first ':' (gst_nvdsvideotemplate_set_property) into a key
-    that customlib.cpp's SetProperty knows; the hold is fbtool blur's."""
+    that customlib.cpp's SetProperty knows; the hold is fbtool blur's, the mask rule the recipe's (one
+    model: the whole box) and a value SetProperty accepts."""
     from toolchain.nvinfer.dsblur import DSBLUR_DIR
 
     out, _ = emitted
     known = set(re.findall(r'prop\.key == "([^"]+)"', (DSBLUR_DIR / "customlib.cpp").read_text()))
     props = dict(v.split(":", 1) for v in _element_props(open(out["files"]["blur_app"]).read(),
                                                           "nvdsvideotemplate")["customlib-props"])
-    assert set(props) <= known and set(props) == {"hold", "classes", "gie-id"}
+    assert set(props) <= known and set(props) == {"hold", "classes", "gie-id", "mask"}
     assert int(props["hold"]) == recipe.blur.hold
+    assert props["mask"] == recipe.live_blur_mask == "box"
+    accepted = re.search(r'prop\.value != "(\w+)" && prop\.value != "(\w+)"', (DSBLUR_DIR / "customlib.cpp").read_text())
+    assert props["mask"] in accepted.groups() and set(accepted.groups()) == {"box", "own"}
     assert [int(c) for c in props["classes"].split(";")] == list(range(len(recipe.labels)))
 
 
@@ -141,7 +145,8 @@ def test_deepstream_app_reads_the_tracker_group(emitted, recipe):
 @needs_nvidia
 def test_blur_app_nvinfer_is_recall_first_and_named_by_the_library(emitted, recipe):
     """The blur app's own nvinfer config (the one the script loads), read by Gst-nvinfer's parser: the
-    same as the validation config but for pre-cluster-threshold = blur.score; its gie-unique-id is the
+    same as the validation config but for pre-cluster-threshold = blur.live_score (below blur.score: a
+    live pipeline cannot look ahead); its gie-unique-id is the
     gie-id the blur library filters on."""
     out, ds = emitted
     script = open(out["files"]["blur_app"]).read()
@@ -150,7 +155,8 @@ def test_blur_app_nvinfer_is_recall_first_and_named_by_the_library(emitted, reci
     blur_nv, messages = conformance.parse_nvinfer_config(out["files"]["blur_infer_config"])
     assert blur_nv["parsed"] and conformance.unknown_keys(messages) == []
     val_nv, _ = conformance.parse_nvinfer_config(out["files"]["infer_config"])
-    assert [c["preClusterThreshold"] for c in blur_nv["classes"]] == pytest.approx([recipe.blur.score] * len(recipe.labels))
+    assert recipe.live_blur_score == recipe.blur.live_score < recipe.blur.score
+    assert [c["preClusterThreshold"] for c in blur_nv["classes"]] == pytest.approx([recipe.live_blur_score] * len(recipe.labels))
     assert [c["preClusterThreshold"] for c in val_nv["classes"]] == pytest.approx([recipe.thresholds.score] * len(recipe.labels))
     strip = {"classes"}
     assert {k: v for k, v in blur_nv.items() if k not in strip} == {k: v for k, v in val_nv.items() if k not in strip}

@@ -132,4 +132,7 @@ def test_blur_app_runs_facemesh_between_the_components(two_model_run, tmp_path):
     assert "customlib-props=stage:square" in elems[j - 1] and "customlib-props=stage:apply" in elems[j + 1]
     assert f"customlib-name={ds.resolve()}/libnvds_fbtool_contour.so" in elems[j - 1]
     assert names[j + 2] == "nvvideoconvert"
+    # the blur takes the contour stage's masks (mask:own), not the one-model rule's whole box
+    blur = next(e for e in elems if "libnvds_fbtool_dsblur.so" in e)
+    assert "customlib-props=mask:own" in blur and "mask:box" not in blur
     assert info["sgie"]["warnings"] == []

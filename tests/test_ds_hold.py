@@ -23,9 +23,9 @@ def obj(box, mask=MASK, cls=0, thr=0.5) -> ObjectMeta:
     return ObjectMeta(cls, 0.9, float(box[0]), float(box[1]), float(box[2]), float(box[3]), mask, thr)
 
 
-def spec(frames, hold: int, classes=(0,)) -> str:
+def spec(frames, hold: int, classes=(0,), mask: str = "own") -> str:
     """frames: [(pad, frame_num, [Tracked], shadow ids)] per batch (a list of such tuples) -> driver spec."""
-    lines = [f"hold {hold}", "classes " + " ".join(map(str, classes)), "gie 1"]
+    lines = [f"hold {hold}", "classes " + " ".join(map(str, classes)), "gie 1", f"mask {mask}"]
     for batch in frames:
         lines.append("batch")
         for pad, num, objs, _ in batch:
@@ -43,8 +43,8 @@ def spec(frames, hold: int, classes=(0,)) -> str:
     return "\n".join(lines) + "\n"
 
 
-def emulate(frames, hold: int, classes=(0,)) -> list[dict]:
-    rule = HoldRule(hold, tuple(classes))
+def emulate(frames, hold: int, classes=(0,), mask: str = "own") -> list[dict]:
+    rule = HoldRule(hold, tuple(classes), mask)
     out = []
     for batch in frames:
         for pad, num, objs, shadow in batch:
@@ -65,9 +65,9 @@ def same(cpp: list[dict], py: list[dict]) -> None:
             np.testing.assert_array_equal(a["mask"], b["mask"])
 
 
-def run_both(frames, hold: int, classes=(0,)) -> list[dict]:
-    cpp = dsblur.run_hold(spec(frames, hold, classes))
-    same(cpp, emulate(frames, hold, classes))
+def run_both(frames, hold: int, classes=(0,), mask: str = "own") -> list[dict]:
+    cpp = dsblur.run_hold(spec(frames, hold, classes, mask))
+    same(cpp, emulate(frames, hold, classes, mask))
     return cpp
 
 
@@ -133,6 +133,23 @@ def test_empty_mask_is_made_non_empty():
     for f in out:
         t = f["targets"][0]
         assert t["mask_size"] == 4 * t["mask_w"] * t["mask_h"] and any(t["mask"])
+
+
+def test_box_rule_blurs_every_face_over_its_whole_box():
+    """The one-model rule (mask:box, the default of the component and of HoldRule): detected, untracked
+    and held faces all get the whole box, whatever mask nvinfer attached (a contour, a faint one, none)."""
+    faint = np.full((2, 2), 0.1, np.float32)
+    frames = seq([
+        ([Tracked(obj((10, 10, 30, 30)), 4), Tracked(obj((60, 10, 30, 30), None), UNTRACKED)], []),
+        ([Tracked(obj((12, 10, 30, 30), faint), 4)], []),
+        ([], [4]),
+    ])
+    out = run_both(frames, hold=3, mask="box")
+    got = [[(t["mask_from"], t["mask"], t["held"]) for t in f["targets"]] for f in out]
+    assert got == [[("box", [1], False), ("box", [1], False)], [("box", [1], False)], [("box", [1], True)]]
+    assert HoldRule(3).mask == "box" and dsblur.run_hold("hold 1\nbatch\nframe 0 0\n"
+                                                         f"obj 1 0 1 0 0 8 8 0.5 2 2 {' '.join(['0.9'] * 4)}\nrun\n"
+                                                         )[0]["targets"][0]["mask_from"] == "box"
 
 
 def test_mask_is_binarised_at_its_threshold():

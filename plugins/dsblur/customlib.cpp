@@ -2,15 +2,18 @@
 // gst-nvdsvideotemplate/includes/nvdscustomlib_interface.hpp; example customlib_impl/). Placed after
 // nvtracker:
 //   nvtracker ... ! nvdsvideotemplate customlib-name=libnvds_fbtool_dsblur.so
-//       customlib-props="hold:12" customlib-props="classes:0" customlib-props="gie-id:1" ! ...
+//       customlib-props="hold:12" customlib-props="classes:0" customlib-props="gie-id:1"
+//       customlib-props="mask:box" ! ...
 // Per batch, in place: the hold/mask component (ds_hold.cpp) decides which faces are blurred (detected,
-// untracked new faces, shadow-tracked faces held for `hold` frames) with binary non-empty masks, then
+// untracked new faces, shadow-tracked faces held for `hold` frames) with the whole box or a binary
+// non-empty mask each, then
 // fbtool's blur kernel (fbtool_dsblur.h, blur.cu) blurs them on the RGBA or NV12 surface.
 #include <cuda_runtime_api.h>
 
 #include <cstring>
 #include <memory>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,10 @@ public:
         try {
             if (prop.key == "hold") {
                 cfg_.hold = std::stoi(prop.value);
+            } else if (prop.key == "mask") {
+                if (prop.value != "box" && prop.value != "own")
+                    throw std::invalid_argument(prop.value);
+                cfg_.whole_box = prop.value == "box";
             } else if (prop.key == "gie-id") {
                 cfg_.gie_id = std::stoi(prop.value);
             } else if (prop.key == "classes") {
@@ -89,7 +96,8 @@ public:
             "fbtool dsblur properties (customlib-props=\"key:value\", one each):\n"
             "  hold:N        frames a shadow-tracked face stays blurred after it was last seen\n"
             "  classes:A;B   class ids to blur (default: all)\n"
-            "  gie-id:G      only objects of this detector's gie-unique-id (default: any)\n";
+            "  gie-id:G      only objects of this detector's gie-unique-id (default: any)\n"
+            "  mask:box|own  blur each face's whole box (default) or its own binary mask (two models)\n";
         char* s = new char[sizeof(text)];
         std::memcpy(s, text, sizeof(text));
         return s;

@@ -83,7 +83,10 @@ std::vector<FbtoolBlurTarget> FbtoolHold::process(NvDsBatchMeta* batch, NvDsFram
         FbtoolBlurTarget t{o, o->object_id, false, 0, "own"};
         const bool tracked = o->object_id != UNTRACKED_OBJECT_ID;
         auto it = tracked ? tracks_.find({pad, o->object_id}) : tracks_.end();
-        if (fbtool_binarise_mask(o->mask_params) == 0) {
+        if (cfg_.whole_box) {
+            set_mask(o->mask_params, kWholeBox, 1, 1);
+            t.mask_from = "box";
+        } else if (fbtool_binarise_mask(o->mask_params) == 0) {
             if (it != tracks_.end() && !it->second.mask.empty()) {
                 set_mask(o->mask_params, it->second.mask, it->second.mask_w, it->second.mask_h);
                 t.mask_from = "held";

@@ -7,8 +7,12 @@
 //   for a shadow-tracked target and never carries masks);
 // and gives each one a binary (0/1), non-empty mask (the kernel grows the box by its recall-first margin,
 // FBTOOL_DSBLUR_GROW in fbtool_dsblur.h): nvdsosd's blur skips only mask cells == 0, and an
-// object without a mask would read a stray one (nvll_osd_int.cpp). An empty mask falls back to the
-// track's last mask, else to the whole box.
+// object without a mask would read a stray one (nvll_osd_int.cpp).
+// Two mask rules (FbtoolHoldConfig.whole_box, customlib-props mask:box|own):
+// - box (the default, one model): every blurred object's mask is the whole box. nvinfer's boxes of small,
+//   fast faces sit off the face, and a contour inside the box misses their corners (docs/deepstream.md);
+// - own (two models: the contour stage's masks): the object's mask binarised; an empty mask falls back
+//   to the track's last mask, else to the whole box.
 // The Python emulation of the same rule is toolchain/nvinfer/emulation/tracker.py (HoldRule).
 #ifndef FBTOOL_DS_HOLD_H
 #define FBTOOL_DS_HOLD_H
@@ -24,6 +28,7 @@ struct FbtoolHoldConfig {
     int hold = 8;               // frames a shadow-tracked face stays blurred after it was last seen
     std::vector<int> classes;   // class ids to blur (empty: every class)
     int gie_id = -1;            // unique_component_id of the detector (-1: any)
+    bool whole_box = true;      // mask rule: the whole box (true) or the object's own mask (false)
 };
 
 struct FbtoolBlurTarget {

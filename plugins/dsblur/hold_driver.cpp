@@ -4,7 +4,7 @@
 // come from plugins/conformance/stubs.cpp (listed in docs/deepstream.md).
 //
 // Spec, one command per line:
-//   hold N | classes C... | gie G                       configuration (before the first batch)
+//   hold N | classes C... | gie G | mask box|own          configuration (before the first batch)
 //   batch                                               a new batch (NvDsBatchMeta)
 //   frame PAD FRAME_NUM                                 a frame of the batch
 //   obj ID|- CLASS GIE L T W H THRESHOLD MW MH [V...]   an object of the last frame (- = untracked)
@@ -125,6 +125,10 @@ int main(int argc, char** argv)
                 cfg.classes.push_back(c);
         } else if (cmd == "gie") {
             ls >> cfg.gie_id;
+        } else if (cmd == "mask") {
+            std::string rule;
+            ls >> rule;
+            cfg.whole_box = rule == "box";
         } else if (cmd == "batch") {
             if (!hold)
                 hold.reset(new FbtoolHold(cfg));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Face blur for retinaface_mnet025 with DeepStream 9.x: nvinfer (instance masks from the fbtool parser)
 # -> nvtracker (IOU, probationAge 0, shadow tracks out) -> nvdsvideotemplate with fbtool's blur library
-# (held faces for 12 frames, a binary non-empty mask on every face, fbtool's blur kernel).
+# (held faces for 12 frames; every face blurred over its whole grown box; fbtool's blur kernel).
 # Written by `fbtool deepstream`; docs/deepstream.md, "Held faces and fbtool's blur in DeepStream".
 # Usage (on a DeepStream host): ./run_blur_retinaface_mnet025.sh [INPUT_URI] [OUTPUT.mp4]
 # Not run by fbtool's tests: DeepStream cannot be installed on its CI machines (docs/deepstream.md).
@@ -28,7 +28,7 @@ gst-launch-1.0 -e \
     tracker-width=640 tracker-height=384 tracking-id-reset-mode=1 operate-on-class-ids=0 display-tracking-id=0 ! \
   nvvideoconvert gpu-id=0 ! 'video/x-raw(memory:NVMM),format=RGBA' ! \
   nvdsvideotemplate gpu-id=0 customlib-name="$DSBLUR_LIB" \
-    customlib-props=hold:12 customlib-props=classes:0 customlib-props=gie-id:1 ! \
+    customlib-props=hold:12 customlib-props=classes:0 customlib-props=gie-id:1 customlib-props=mask:box ! \
   nvvideoconvert gpu-id=0 ! 'video/x-raw,format=I420' ! $ENCODER ! h264parse ! qtmux ! \
   filesink location="$OUTPUT"
 echo "blurred video: $OUTPUT"

@@ -4,8 +4,8 @@ The emitted pipeline (toolchain/deepstream/app.py, run_blur_<model>.sh) is nvinf
 nvdsvideotemplate with fbtool's blur library. Each step has its Python counterpart:
 - nvinfer: the emulation with the compiled parser (nvinfer.emulation.NvInferEmulator);
 - nvtracker + the hold/mask component (plugins/dsblur/ds_hold.cpp): nvinfer.emulation.tracker
-  (DeepStreamHold: IOU tracker, probationAge 0, held faces with their last box and mask, binary
-  non-empty masks), compared with the compiled component in tests/test_ds_hold.py;
+  (DeepStreamHold: IOU tracker, probationAge 0, held faces with their last box and mask, the recipe's
+  mask rule: the whole box, or binary non-empty contour masks), compared with the compiled component in tests/test_ds_hold.py;
 - the blur kernel (plugins/dsblur/blur.cu): its torch twin ops/dsblur.py (issue 15's GPU half compares
   the two on the H200).
 On consecutive frames of each clip (the hold needs them), the output goes through the same pixel
@@ -25,7 +25,8 @@ def deepstream_blur(recipe, frames: list[np.ndarray], objects: list[list]) -> tu
     from ..nvinfer.emulation.tracker import DeepStreamHold
     from .ops.dsblur import blur_frame
 
-    hold = DeepStreamHold(recipe.blur.hold, recipe.blur.track_iou, tuple(range(len(recipe.labels))))
+    hold = DeepStreamHold(recipe.blur.hold, recipe.blur.track_iou, tuple(range(len(recipe.labels))),
+                          recipe.live_blur_mask)
     targets = hold.run(objects)
     out = [blur_frame(f, [t.obj for t in tg]) if tg else f.copy() for f, tg in zip(frames, targets)]
     return out, targets

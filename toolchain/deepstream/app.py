@@ -96,12 +96,16 @@ def blur_gie_class_ids(gie_id: int, num_classes: int) -> str:
     return ";".join(f"{gie_id},{c}" for c in range(num_classes))
 
 
+MASK_WORDS = {"box": "over its whole grown box", "own": "through its binary, non-empty contour mask"}
+
+
 def dsblur_props(recipe: Recipe, gie_id: int) -> list[tuple[str, str]]:
     """customlib-props of fbtool's blur library (plugins/dsblur/customlib.cpp, SetProperty): the hold is
-    `fbtool blur`'s (recipe blur.hold), the classes and gie those nvinfer emits. (The recall-first margin
-    around each box is the kernel's, FBTOOL_DSBLUR_GROW.)"""
+    `fbtool blur`'s (recipe blur.hold), the classes and gie those nvinfer emits, the mask rule the
+    recipe's (Recipe.live_blur_mask). (The recall-first margin around each box is the kernel's,
+    FBTOOL_DSBLUR_GROW.)"""
     return [("hold", str(int(recipe.blur.hold))), ("classes", tracker.class_ids(len(recipe.labels))),
-            ("gie-id", str(int(gie_id)))]
+            ("gie-id", str(int(gie_id))), ("mask", recipe.live_blur_mask)]
 
 
 def blur_script(recipe: Recipe, infer_config: str, gpu_id: int = 0, dsblur_lib: str = DSBLUR_LIB) -> str:
@@ -118,7 +122,7 @@ def blur_script(recipe: Recipe, infer_config: str, gpu_id: int = 0, dsblur_lib: 
     return f"""#!/usr/bin/env bash
 # Face blur for {_comment(recipe.name)} with DeepStream 9.x: nvinfer (instance masks from the fbtool parser)
 # -> nvtracker (IOU, probationAge 0, shadow tracks out) -> nvdsvideotemplate with fbtool's blur library
-# (held faces for {int(recipe.blur.hold)} frames, a binary non-empty mask on every face, fbtool's blur kernel).
+# (held faces for {int(recipe.blur.hold)} frames; every face blurred {MASK_WORDS[recipe.live_blur_mask]}; fbtool's blur kernel).
 # Written by `fbtool deepstream`; docs/deepstream.md, "Held faces and fbtool's blur in DeepStream".
 # Usage (on a DeepStream host): ./run_blur_{_comment(recipe.name)}.sh [INPUT_URI] [OUTPUT.mp4]
 # Not run by fbtool's tests: DeepStream cannot be installed on its CI machines (docs/deepstream.md).

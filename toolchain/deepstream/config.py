@@ -182,8 +182,9 @@ def parser_lib(run: RunFolder, ds_dir: Path) -> tuple[Path, int | None]:
 
 def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, labels_path: Path, lib: Path,
                  gpu_id: int = 0, mask: bool = True, blur: bool = False) -> list:
-    """`blur`: the blur app's config, recall first: pre-cluster-threshold is `fbtool blur`'s blur.score
-    (a face the validation threshold drops stays sharp; measured in docs/deepstream.md)."""
+    """`blur`: the blur app's config, recall first: pre-cluster-threshold is blur.live_score (else
+    `fbtool blur`'s blur.score): a face the validation threshold drops would stay sharp, and a live
+    pipeline cannot blur before a first detection or across a gap (measured in docs/deepstream.md)."""
     inp, pre = src.meta["input"], src.meta["preprocess"]
     t = recipe.thresholds
     labels = src.meta.get("labels", list(recipe.labels))
@@ -234,8 +235,9 @@ def infer_groups(recipe: Recipe, src: Sources, precision: str, ds_version: str, 
             ("cluster-mode", 2, "NMS"),
         ]
     attrs = [
-        ("pre-cluster-threshold", float(recipe.blur.score) if blur else float(t.score),
-         "recipe blur.score: recall first, as `fbtool blur`" if blur else "recipe thresholds.score"),
+        ("pre-cluster-threshold", float(recipe.live_blur_score) if blur else float(t.score),
+         ("recipe blur.live_score: recall first, a live pipeline has no look-ahead" if recipe.blur.live_score
+          is not None else "recipe blur.score: recall first, as `fbtool blur`") if blur else "recipe thresholds.score"),
         ("nms-iou-threshold", float(t.nms_iou),
          "recipe thresholds.nms_iou" + (" (applied inside the parser; nvinfer ignores it with cluster-mode=4)"
                                          if mask else "")),
@@ -361,7 +363,8 @@ def emit(recipe: Recipe, out: str | Path, precision: str = "fp32", ds_version: s
         info["sgie"] = sgie
     run.record("deepstream", artifacts, info,
                inputs=fingerprint(recipe.hash, precision, ds_version, str(target), src.onnx, gpu_id, mask, src.batch,
-                                  recipe.blur.hold, recipe.blur.track_iou, recipe.blur.score, str(dsblur)),
+                                  recipe.blur.hold, recipe.blur.track_iou, recipe.live_blur_score, recipe.live_blur_mask,
+                                  str(dsblur)),
                recipe=recipe)
     info["files"] = {k: str(v) for k, v in artifacts.items()}
     return info

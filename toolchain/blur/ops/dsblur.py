@@ -5,11 +5,14 @@ parser's mask grid over it (NvDsObjectMeta rect_params + mask_params; plugins/ds
 is the C side). The algorithm is `fbtool blur`'s (ops/cpu.py, ops/dense.py): k from the face's size,
 a box-average blur, a blend through the mask. Stated so a CUDA kernel can compute it exactly:
 
-- each box grown about its centre by GROW (1.4), the mask grid stretched over it, so the face's contour
+- each box grown about its centre by GROW (1.6), the mask grid stretched over it, so the face's contour
   ellipse grows with it: the recall-first margin of `fbtool blur` (blur.mask_scale 1.3, more where the
-  landmarks are implausible; nvinfer's objects carry no landmarks). Measured (docs/deepstream.md): at
-  1.3 two faces the audit's judges confirm kept 10-14% of their detail, at 1.4 none on the same frames;
-- k = max(min_k, floor(short side / 3 + 0.5)) per (grown) object (min_k 4; 2 on NV12's half-size UV plane);
+  landmarks are implausible; nvinfer's objects carry no landmarks, and a live pipeline's boxes lag a
+  moving face). Measured (docs/deepstream.md, every frame of every shared clip): 1.4 and 1.5 leave
+  faces at the edge of fast boxes with 56-86% of their detail dropped, 1.6 none;
+- one k per frame (and plane): the largest over the (grown) objects of max(min_k, floor(short side / 3
+  + 0.5)) (min_k 4; 2 on NV12's half-size UV plane), as `fbtool blur` (ops/cpu.py blur_factor): with a
+  k per object, two blurs meet in a seam inside a face, and a seam is detail;
 - block means M over the frame-anchored k x k grid (partial blocks at the right/bottom average their
   valid pixels, as cv2.INTER_AREA does);
 - B = M bilinearly back up on OpenCV INTER_LINEAR's grid (u = (x + 0.5) / k - 0.5, clamped to the
@@ -18,8 +21,8 @@ a box-average blur, a blend through the mask. Stated so a CUDA kernel can comput
   pixel is sum_ij Wy_j(y) Wx_i(x) M[j, i] with per-row/column weights over three cells;
 - m = the mask sampled bilinearly over the float box (pixel centres inside [left, left + width),
   0 outside, clamped to [0, 1]); no mask (None or empty) = 1 over the whole box;
-- where objects overlap, the object with the largest k owns the pixel (ties: the first) and m is the
-  largest of their masks there (the union, as reference.masks.frame_mask takes the max);
+- where objects overlap, m is the largest of their masks there (the union, as reference.masks.frame_mask
+  takes the max); the first object whose mask reaches a pixel writes it (all share k: the same value);
 - out = floor(f + m * (blur - f) + 0.5), clamped to 0..255; pixels where every m is 0 are not written.
 
 Arithmetic in float64 here and in the kernel (so both round the same way but for sums taken in another
@@ -36,7 +39,7 @@ import numpy as np
 
 BLOCKS_PER_FACE = 3.0
 MIN_K, MIN_K_UV = 4, 2
-GROW = 1.4  # plugins/dsblur/fbtool_dsblur.h FBTOOL_DSBLUR_GROW
+GROW = 1.6  # plugins/dsblur/fbtool_dsblur.h FBTOOL_DSBLUR_GROW
 
 
 @dataclass(frozen=True)
@@ -160,21 +163,23 @@ def blur_plane(plane, objects, scale: float = 1.0, min_k: int = MIN_K, channels:
     nb = nch if channels is None else channels
     out = src.clone()
     objs = [DsBlurObject.of(o) for o in objects]
+    grown = []
+    for o in objs:
+        left, top, bw, bh = o.left * scale, o.top * scale, o.width * scale, o.height * scale
+        left, top, bw, bh = left - bw * ((grow - 1) / 2), top - bh * ((grow - 1) / 2), bw * grow, bh * grow
+        x, y = (_pixels(left, bw, w), _pixels(top, bh, h)) if bw > 0 and bh > 0 else ((0, 0), (0, 0))
+        grown.append(None if x[0] >= x[1] or y[0] >= y[1] else (left, top, bw, bh, x, y))
+    # one k for the plane, the largest object's (a seam between two k's inside a face is detail)
+    k = max((block_size(g[2], g[3], min_k) for g in grown if g is not None), default=min_k)
     boxes = []
     owner = torch.full((h, w), -1, dtype=torch.long)
     best_k = torch.full((h, w), -1, dtype=torch.long)
     m_max = torch.zeros((h, w), dtype=torch.float64)
-    for i, o in enumerate(objs):
-        left, top, bw, bh = o.left * scale, o.top * scale, o.width * scale, o.height * scale
-        left, top, bw, bh = left - bw * ((grow - 1) / 2), top - bh * ((grow - 1) / 2), bw * grow, bh * grow
-        if not (bw > 0 and bh > 0):
+    for i, (o, g) in enumerate(zip(objs, grown)):
+        if g is None:
             boxes.append(None)
             continue
-        x, y = _pixels(left, bw, w), _pixels(top, bh, h)
-        if x[0] >= x[1] or y[0] >= y[1]:
-            boxes.append(None)
-            continue
-        k = block_size(bw, bh, min_k)
+        left, top, bw, bh, x, y = g
         so = DsBlurObject(left, top, bw, bh, o.mask)
         m = object_mask(torch, so, x, y)
         sl = (slice(y[0], y[1]), slice(x[0], x[1]))

@@ -4,7 +4,8 @@ Two parts, each the Python side of something that runs in DeepStream:
 - `HoldRule`: the one Python reference of the compiled component `plugins/dsblur/ds_hold.cpp` (same
   rule, compared frame by frame in tests/test_ds_hold.py): every object of a blurred class is blurred,
   a face nvtracker shadow-tracks is re-created with its last box and last mask for up to `hold` frames
-  after it was last seen, every blurred mask is binary (>= its threshold) and non-empty (else the
+  after it was last seen. Mask rule `box` (one model, Recipe.live_blur_mask): every blurred mask is the
+  whole box; `own` (the two-model chain's contours): binary (>= its threshold) and non-empty (else the
   track's last mask, else the whole box). (The kernel and its twin grow each box by their
   recall-first margin, ops/dsblur.py GROW.)
 - `IouTracker`: nvtracker's IOU low-level tracker as configured by `fbtool deepstream`
@@ -76,6 +77,7 @@ class _Track:
 class HoldRule:
     hold: int
     classes: tuple[int, ...] = ()  # empty: every class
+    mask: str = "box"  # box | own (ds_hold.cpp FbtoolHoldConfig.whole_box)
     tracks: dict = field(default_factory=dict)  # (pad, id) -> _Track
 
     def step(self, frame_num: int, objects: list[Tracked], shadow_ids, pad: int = 0) -> list[Target]:
@@ -86,7 +88,7 @@ class HoldRule:
             if self.classes and o.class_id not in self.classes:
                 continue
             tr = self.tracks.get((pad, t.id)) if t.id != UNTRACKED else None
-            mask, src = binarise(o.mask, o.mask_threshold), "own"
+            mask, src = (WHOLE_BOX, "box") if self.mask == "box" else (binarise(o.mask, o.mask_threshold), "own")
             if mask is None:
                 mask, src = (tr.mask, "held") if tr is not None and tr.mask is not None else (WHOLE_BOX, "box")
             blurred = replace(o, mask=mask, mask_threshold=0.5)
@@ -169,10 +171,11 @@ class DeepStreamHold:
     hold: int
     min_iou: float
     classes: tuple[int, ...] = ()
+    mask: str = "box"
 
     def run(self, frames_objects: list[list[ObjectMeta]]) -> list[list[Target]]:
         tracker = IouTracker(self.hold, self.min_iou, self.classes)
-        rule = HoldRule(self.hold, self.classes)
+        rule = HoldRule(self.hold, self.classes, self.mask)
         out = []
         for n, objs in enumerate(frames_objects):
             tracked, shadow = tracker.step(objs)
