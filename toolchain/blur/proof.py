@@ -135,7 +135,8 @@ class ProofReport(JudgedFaces):
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "frames": self.frames, "faces": len(self.faces), "faces_judged": len(self.judged),
-                "worst_detail_drop": self.worst_drop,
+                "worst_detail_drop": self.worst_drop, "face_leaks": len(self.leaks),
+                "frames_below_min_psnr": sum(p < self.min_psnr for _, p in self.psnr_frames),
                 "psnr_min_db": None if math.isinf(self.psnr_min) else self.psnr_min,  # inf: identical (JSON-safe)
                 "thresholds": {"min_drop": self.min_drop, "min_psnr_db": self.min_psnr, "inner": INNER,
                                "grow": GROW}, "failures": self.failures()[:20]}
