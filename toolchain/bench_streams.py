@@ -38,14 +38,16 @@ def _host_frames(source: str, nvdec: bool, count: int):
     return out
 
 
-def decode_only(source: str, n: int, nvdec: bool, max_frames: int, batch: int, frame_pool: bool = True) -> dict:
-    """The decoding threads and the muxer alone (same pool or clones as the run), no GPU stage."""
+def decode_only(source: str, n: int, nvdec: bool, max_frames: int, batch: int, frame_pool: bool = True,
+                plan=None) -> dict:
+    """The decoding threads and the muxer alone (same pool or clones, threads as the run), no GPU stage."""
     import torch
 
     from .blur.pipeline.streams import StreamMux, make_pool, open_decoder
 
     decs = [open_decoder(source, nvdec) for _ in range(n)]
-    mux = StreamMux(decs, batch, 0.04, max_frames)
+    mux = StreamMux(decs, batch, 0.04, max_frames, threads=plan.decode_threads if plan else None,
+                    lean_pool=bool(plan) and plan.pool == "lean")
     if frame_pool:
         mux.pool = make_pool(decs, mux.pool_size(), "cuda" if torch.cuda.is_available() else "cpu", mux.stop)
     t0 = time.perf_counter()
@@ -65,9 +67,15 @@ def decode_only(source: str, n: int, nvdec: bool, max_frames: int, batch: int, f
 def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_stream: int = 200, batch: int = 32,
                   precision: str = "fp16", naive_frames: int = 16, timeout_ms: float = 40.0, decoder: str = "auto",
                   blur: bool = True, decode_baseline: bool = True, slots: int = 2, frame_pool: bool = True,
-                  log=print) -> dict:
+                  plan=None, log=print) -> dict:
+    """plan (blur/pipeline/memory.py, e.g. LEAN for --memory-lean): graph slots, letterbox chunk, frame
+    buffers, pool policy, decoding threads and allocator settings; None: the defaults (slots as given)."""
+    from .blur.pipeline.memory import apply_process_settings, check
     from .gpumon import GpuMonitor
 
+    if plan is not None:
+        apply_process_settings(check(plan))  # before the CUDA context: the allocator reads its settings once
+        slots = plan.graph_slots
     mon0 = GpuMonitor()  # before this process makes its CUDA context: the baseline of device memory
     import torch
 
@@ -88,6 +96,7 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
                            f"nvdec ({nvdec})" if nvdec else "pyav-cpu", "batch_timeout_ms": timeout_ms, "blur": blur,
                            "frames_stay_on_gpu": True, "encode": False,
                            "graph_slots": slots, "frame_pool": frame_pool,
+                           "memory_plan": None if plan is None else plan.to_dict(),
                            # the knobs measured by environment (docs/bench.md), as they were in this run
                            "env": {k: os.environ[k] for k in ("FBTOOL_DECODE_THREADS", "FBTOOL_GIL_SWITCH_S",
                                                               "FBTOOL_NVDEC_DISPLAY_DELAY", "PYTORCH_CUDA_ALLOC_CONF")
@@ -100,10 +109,12 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
     log(f"bench streams: {src} {w}x{h}, decoder {f'NVDEC ({nvdec})' if nvdec else 'PyAV (CPU)'}; naive {a['fps']:.1f} frames/s")
     eng = make_engine(recipe, "torch", device, batch=batch, precision=precision, tensor_path=not cuda)
     t0 = time.perf_counter()
-    runner = GraphRunner(eng.model, recipe, batch, h, w, eng.dtype, fmt="nv12", download=False, blur=blur, slots=slots)
+    kw = {} if plan is None else {"chunk": plan.letterbox_chunk, "keep_frames": plan.keep_frames}
+    runner = GraphRunner(eng.model, recipe, batch, h, w, eng.dtype, fmt="nv12", download=False, blur=blur, slots=slots,
+                         **kw)
     result["settings"]["capture_s"] = time.perf_counter() - t0
     run_streams(runner, [open_decoder(src, nvdec)], max_frames=2 * batch, timeout_s=timeout_ms / 1000,
-                frame_pool=frame_pool)  # warm-up
+                frame_pool=frame_pool, plan=plan)  # warm-up
     for n in streams:
         gc.collect()
         if cuda:
@@ -114,7 +125,7 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
         decs = [open_decoder(src, nvdec) for _ in range(n)]
         with GpuMonitor(baseline_mb=mon0.baseline_mb) as mon:
             info = run_streams(runner, decs, max_frames=frames_per_stream, timeout_s=timeout_ms / 1000,
-                               frame_pool=frame_pool)
+                               frame_pool=frame_pool, plan=plan)
         del decs
         row = {"streams": n, **info, **mon.summary(),
                "torch_allocator_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
@@ -124,7 +135,7 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
         row["speedup_vs_naive"] = row["fps"] / a["fps"] if a["fps"] else None
         if decode_baseline:
             row["nvdec_only_fps" if nvdec else "decode_only_fps"] = decode_only(src, n, nvdec, frames_per_stream,
-                                                                                batch, frame_pool)["fps"]
+                                                                                batch, frame_pool, plan)["fps"]
         result["runs"].append(row)
         mem = row.get("gpu_mem_process_peak_mb") or row.get("gpu_mem_device_delta_peak_mb")
         log(f"  {n:3d} streams: {row['fps']:8.1f} frames/s ({row['fps_per_stream']:.1f}/stream, "
@@ -136,8 +147,9 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
 
 def to_markdown(result: dict) -> str:
     s, na = result["settings"], result["naive"]
+    plan = (s.get("memory_plan") or {}).get("name")
     lines = [f"# fbtool bench --streams: {s['source']} ({s['size']}), decoder {s['decoder']}, batch {s['batch']}, "
-             f"{s['precision']}, frames stay on the GPU", "", f"Machine: {result['machine']}", "",
+             f"{s['precision']}, frames stay on the GPU" + (f", memory plan {plan}" if plan else ""), "", f"Machine: {result['machine']}", "",
              f"Naive loop (same run, host frames of the clip): {na['fps']:.1f} frames/s, latency p50 "
              f"{na['latency_ms_p50']:.0f} ms", "",
              "| streams | frames | frames/s | per stream | x 30 fps streams | x naive | latency p50 / p99 ms | "

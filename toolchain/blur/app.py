@@ -302,7 +302,7 @@ def blur_many(recipe, sources, output, engine: Engine, json_path=None, on_result
 
 def blur_nvdec(recipe, sources, output, engine: Engine, json_path=None, encode: bool = True,
                max_frames: int | None = None, verify: bool = False, nvdec: bool | str = True, on_result=None,
-               workers: int | None = None, x264_threads: int | None = None) -> list[dict]:
+               workers: int | None = None, x264_threads: int | None = None, plan=None) -> list[dict]:
     """Every input through the NVDEC + CUDA-graph path at once (multistream.blur_streams: decoded on the
     GPU, batched across inputs, no tracks), outputs named as plan_outputs says, each with its sidecar
     `<stem>.faces.json` (the faces blurred per frame); then per output the same independent audit and
@@ -311,7 +311,8 @@ def blur_nvdec(recipe, sources, output, engine: Engine, json_path=None, encode: 
     The inputs run together, so a bad input stops the call before any work, and an error midway
     (a decoder, an encoder) leaves no output of this call at all (temporaries removed). `nvdec=False`
     decodes with PyAV instead (tests, and machines without NVDEC); "fbtool" / "pynvvideocodec" name the
-    NVDEC implementation (True: streams.NVDEC_DEFAULT). Returns one dict per input."""
+    NVDEC implementation (True: streams.NVDEC_DEFAULT). plan: pipeline/memory.py's (--memory-lean). Returns one
+    dict per input."""
     import os
 
     from ..fsutil import refuse_overwrite, sweep_stale
@@ -345,7 +346,7 @@ def blur_nvdec(recipe, sources, output, engine: Engine, json_path=None, encode: 
     encoded = [p["unverified"] if verify else p["video"] for p in outs]
     info = blur_streams(recipe, [s for s, _ in pairs], encoded if encode else None, engine,
                         [json_path] if json_path else None, encode=encode, max_frames=max_frames, nvdec=nvdec,
-                        workers=workers, x264_threads=x264_threads)
+                        workers=workers, x264_threads=x264_threads, plan=plan)
     results = []
     for i, ((src, out), paths) in enumerate(zip(pairs, outs)):
         rows = info["rows"][i]

@@ -30,8 +30,10 @@ def encoder_workers() -> int:
 
 def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths: list | None = None,
                  encode: bool = True, max_frames: int | None = None, batch_timeout_s: float = 0.04,
-                 nvdec: bool | str = True, workers: int | None = None, x264_threads: int | None = None) -> dict:
-    """Blur `sources` together on the GPU; outputs[i] (an .mp4) gets sources[i] blurred when encoding."""
+                 nvdec: bool | str = True, workers: int | None = None, x264_threads: int | None = None,
+                 plan=None) -> dict:
+    """Blur `sources` together on the GPU; outputs[i] (an .mp4) gets sources[i] blurred when encoding.
+    plan (pipeline/memory.py, --memory-lean): graph slots, letterbox chunk, frame buffers, pool, threads."""
     from ..media import resolve_media
     from .pipeline.graphs import GraphRunner
     from .pipeline.streams import EncoderPool, nvdec_kind, open_decoder, run_streams
@@ -51,7 +53,9 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
         raise FbtoolError(f"inputs of different frame sizes {sorted(sizes)}",
                           "blur inputs of one size together (one CUDA graph per size)")
     w, h = sizes.pop()
-    runner = GraphRunner(engine.model, recipe, engine.batch, h, w, engine.dtype, "nv12", download=encode)
+    kw = {} if plan is None else {"slots": plan.graph_slots, "chunk": plan.letterbox_chunk,
+                                  "keep_frames": plan.keep_frames}
+    runner = GraphRunner(engine.model, recipe, engine.batch, h, w, engine.dtype, "nv12", download=encode, **kw)
     results: list[list] = [[] for _ in srcs]
     t0, cpu0 = time.perf_counter(), os.times()
     with contextlib.ExitStack() as stack:
@@ -71,7 +75,7 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
                 pool.put(sid, frame.copy())  # the pinned buffer is reused by the next batch
 
         try:
-            info = run_streams(runner, decoders, max_frames, batch_timeout_s, on_frame)
+            info = run_streams(runner, decoders, max_frames, batch_timeout_s, on_frame, plan=plan)
         finally:
             if pool is not None:
                 pool.close()  # raises the first encoder error: ExitStack then drops the temporary files
@@ -87,6 +91,7 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
     info.update({"inputs": srcs, "outputs": [str(o) for o in outputs] if encode else None,
                  "backend": engine.name + ", CUDA graphs", "batch": engine.batch,
                  "decoder": f"nvdec ({nvdec_kind(nvdec)})" if nvdec else "pyav-cpu", "rows": results,
+                 "memory_plan": None if plan is None else plan.name,
                  "faces": sum(len(r["faces"]) for rows in results for r in rows), "stages": [],
                  "bound_by": "decode + GPU stage", "cpu_busy_cores": busy_cores})
     if pool is not None:

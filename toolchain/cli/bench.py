@@ -39,18 +39,24 @@ from ._common import load, recipe_option, success
               "PyNvVideoCodec's; or name one) or PyAV on the CPU; auto = NVDEC where available.")
 @click.option("--frame-pool/--no-frame-pool", default=True, show_default=True,
               help="--streams: decoders write into one preallocated frame pool (no: a tensor per frame, to compare).")
+@click.option("--memory-lean", is_flag=True,
+              help="--streams: the smallest GPU memory measured with identical detections (batch 8 unless --batch, "
+              "8 decoding threads, a smaller frame pool and graph buffers, expandable segments; docs/bench.md).")
 @click.option("--frames-npy", type=click.Path(exists=True), default=None,
               help="Source frames from a .npy/.npz [N,H,W,3] instead of decoding the shared clips.")
 @click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,
               help="torch on CUDA: dense (constant kernels per batch) or crops (per-face crops).")
 def command(recipe, out, stem, backends, device, frames, naive_frames, size, encode, batch, precision, threads, onnx,
-            run_dir, gpu_stages, streams, source, frames_per_stream, batch_timeout_ms, decoder, frame_pool, frames_npy,
-            cuda_blur):
+            run_dir, gpu_stages, streams, source, frames_per_stream, batch_timeout_ms, decoder, frame_pool, memory_lean,
+            frames_npy, cuda_blur):
     """Naive per-frame PyTorch loop vs fbtool's pipelined blur, on the same frames: JSON, Markdown, PNG."""
     from ..bench import bench, parse_size, write_report
     from ..errors import FbtoolError
 
     t0 = time.perf_counter()
+    if memory_lean and not streams:
+        raise FbtoolError("--memory-lean applies to --streams (NVDEC, CUDA graphs) only",
+                          "add --streams 32 --device cuda, or leave --memory-lean out")
     if streams:
         from .. import bench_streams as bs
 
@@ -60,9 +66,16 @@ def command(recipe, out, stem, backends, device, frames, naive_frames, size, enc
             raise FbtoolError(f"--streams {streams!r} is not a list of counts", "e.g. --streams 1,4,16,32") from None
         if not counts or min(counts) < 1:
             raise FbtoolError("--streams needs counts of at least 1", "e.g. --streams 1,4,16,32")
-        res = bs.bench_streams(load(recipe), source, counts, frames_per_stream, batch or 32,
+        plan = None
+        if memory_lean:
+            from ..blur.pipeline.memory import LEAN
+
+            if not frame_pool:
+                raise FbtoolError("--memory-lean needs the frame pool", "leave --no-frame-pool out")
+            plan = LEAN
+        res = bs.bench_streams(load(recipe), source, counts, frames_per_stream, batch or (plan.batch if plan else 32),
                                precision, naive_frames,
-                               batch_timeout_ms, decoder, frame_pool=frame_pool, log=click.echo)
+                               batch_timeout_ms, decoder, frame_pool=frame_pool, plan=plan, log=click.echo)
         paths = bs.write_report(res, out, stem if stem != "bench" else "bench_streams")
         click.echo(open(paths["md"]).read())
         success("bench", t0, ", ".join(str(p) for p in paths.values()))

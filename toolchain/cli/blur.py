@@ -44,8 +44,11 @@ from ._common import load, recipe_option, success
               "is installed; nvdec: fbtool's own decoder session where it builds, else PyNvVideoCodec's; or name one).")
 @click.option("--encode/--no-encode", default=True, show_default=True,
               help="NVDEC path only: --no-encode keeps frames on the GPU and writes the faces (sidecar, --json) only.")
+@click.option("--memory-lean", is_flag=True,
+              help="NVDEC path only: the smallest GPU memory measured with identical detections (batch 8 unless "
+              "--batch, 8 decoding threads, a smaller frame pool and graph buffers, expandable segments; docs/bench.md).")
 def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, mode, mask_scale, contour,
-            batch, precision, start, max_frames, verify, stats, cuda_blur, decoder, encode):
+            batch, precision, start, max_frames, verify, stats, cuda_blur, decoder, encode, memory_lean):
     """Blur every face of one or more videos (MP4/GIF, or a folder of them): tracked, recall-first."""
     from ..blur.app import blur_many, blur_nvdec
     from ..blur.engines import make_engine
@@ -55,6 +58,16 @@ def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path
     if batch is not None and batch < 1:
         raise FbtoolError("--batch must be at least 1")
     t0 = time.perf_counter()
+    plan = None
+    if memory_lean:
+        from ..blur.pipeline.memory import LEAN, apply_process_settings
+
+        if device != "cuda" or backend != "torch" or decoder == "cpu":
+            raise FbtoolError("--memory-lean applies to the NVDEC path only",
+                              "use --device cuda --backend torch (NVDEC decoder), or leave --memory-lean out")
+        plan = LEAN
+        batch = batch or plan.batch
+        apply_process_settings(plan)  # before the engine makes the CUDA context
     r = with_contour(with_blur(load(recipe), mode=mode, mask_scale=mask_scale), contour)
     eng = make_engine(r, backend, device, onnx=onnx, run_dir=run_dir, engine_path=engine_path, batch=batch,
                       precision=precision, cuda_blur=cuda_blur)
@@ -93,11 +106,14 @@ def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path
         from ..blur.pipeline.streams import resolve_decoder
 
         nvdec = resolve_decoder(decoder, True)
+    if plan is not None and not nvdec:
+        raise FbtoolError("--memory-lean applies to the NVDEC path only, and no NVDEC decoder is available here",
+                          "install PyNvVideoCodec (the gpu extra), or leave --memory-lean out")
     if nvdec:  # issue 18's GPU path: every input at once, batched across inputs; no tracks; the same audit
         if start:
             raise FbtoolError("--start is not supported with NVDEC", "use --decoder cpu")
         results = blur_nvdec(r, sources, output, eng, json_path, encode=encode, max_frames=max_frames,
-                             verify=verify, on_result=report, nvdec=nvdec)
+                             verify=verify, on_result=report, nvdec=nvdec, plan=plan)
         verify = verify and encode
     elif not encode:
         raise FbtoolError("--no-encode needs the NVDEC path", "use --device cuda --backend torch with PyNvVideoCodec")

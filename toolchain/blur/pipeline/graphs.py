@@ -108,9 +108,11 @@ def compact(dets: TorchDetections, max_faces: int):
     return out, keep.sum(1) <= m
 
 
-def detect_fixed(frames, model, recipe, anchors, dtype, cand: int = 256, max_faces: int = 64, nms_steps: int = 12):
-    """uint8 BGR [B, H, W, 3] -> (TorchDetections in frame pixels, [B, max_faces] rows, exact [B])."""
-    x, lb = letterbox_torch(frames, recipe, dtype=dtype)
+def detect_fixed(frames, model, recipe, anchors, dtype, cand: int = 256, max_faces: int = 64, nms_steps: int = 12,
+                 chunk: int = 8):
+    """uint8 BGR [B, H, W, 3] -> (TorchDetections in frame pixels, [B, max_faces] rows, exact [B]).
+    chunk: frames letterboxed at once (each a float16 copy of the frame; per-frame ops: same result)."""
+    x, lb = letterbox_torch(frames, recipe, chunk=chunk, dtype=dtype)
     if x.is_cuda:
         import torch
 
@@ -154,22 +156,30 @@ class Outputs:
 
 class GraphedStage:
     """One captured batch: static input (`src`: BGR [B, H, W, 3] or NV12 [B, H*3/2, W]), static outputs
-    (`frames`: the blurred BGR frames; `out`: detections). `replay()` runs the whole stage."""
+    (`frames`: the blurred BGR frames; `out`: detections). `replay()` runs the whole stage.
+
+    keep_frames=False (NV12 input only; nothing may read `frames` after a replay): the BGR frames are an
+    intermediate of the graph, in its private memory pool, which GraphRunner's slots share, instead of a
+    static buffer per slot (blur/pipeline/memory.py). chunk: letterbox_torch's frames at once."""
 
     def __init__(self, model, recipe, batch: int, height: int, width: int, dtype=None, fmt: str = "bgr",
                  cand: int = 256, max_faces: int = 64, nms_steps: int = 12, blur: bool = True,
-                 use_graph: bool | None = None, pool=None, stream=None):
+                 use_graph: bool | None = None, pool=None, stream=None, chunk: int = 8, keep_frames: bool = True):
         import torch
 
         self.model, self.recipe, self.batch, self.h, self.w = model, recipe, batch, height, width
         self.fmt, self.cand, self.max_faces, self.nms_steps, self.blur = fmt, cand, max_faces, nms_steps, blur
+        self.chunk = chunk
+        self.keep_frames = keep_frames or fmt != "nv12"
         dev = next(model.parameters()).device
         self.device = dev
         self.dtype = dtype or torch.float32
         self.anchors = anchors_torch(recipe, dev)
         if fmt == "nv12":
             self.src = torch.zeros((batch, height * 3 // 2, width), dtype=torch.uint8, device=dev)
-            self.frames = torch.zeros((batch, height, width, 3), dtype=torch.uint8, device=dev)
+            self.frames = None
+            if self.keep_frames:
+                self.frames = torch.zeros((batch, height, width, 3), dtype=torch.uint8, device=dev)
         elif fmt == "bgr":
             self.src = torch.zeros((batch, height, width, 3), dtype=torch.uint8, device=dev)
             self.frames = self.src  # blurred in place
@@ -188,12 +198,15 @@ class GraphedStage:
 
         m = self.recipe.mask
         with torch.inference_mode():
+            frames = self.frames
             if self.fmt == "nv12":
-                nv12_to_bgr(self.src, out=self.frames)
-            dets, exact = detect_fixed(self.frames, self.model, self.recipe, self.anchors, self.dtype, self.cand,
-                                       self.max_faces, self.nms_steps)
+                if frames is None:  # an intermediate: allocated from the graph's pool at capture
+                    frames = torch.empty((self.batch, self.h, self.w, 3), dtype=torch.uint8, device=self.device)
+                nv12_to_bgr(self.src, out=frames)
+            dets, exact = detect_fixed(frames, self.model, self.recipe, self.anchors, self.dtype, self.cand,
+                                       self.max_faces, self.nms_steps, self.chunk)
             if self.blur:
-                blur_fixed(self.frames, dets, m.feather, m.max_tilt_deg)
+                blur_fixed(frames, dets, m.feather, m.max_tilt_deg)
         return Outputs(dets.boxes, dets.scores, dets.landmarks, dets.keep, exact)
 
     def _capture(self, pool, stream) -> None:
@@ -257,6 +270,8 @@ class GraphRunner:
         self.inexact = 0
         if self.cuda:
             self.compute, self.h2d, self.d2h = torch.cuda.Stream(), torch.cuda.Stream(), torch.cuda.Stream()
+        if download:
+            kw["keep_frames"] = True  # the blurred frames are read after the replay
         pool = None
         self.slots: list[_Slot] = []
         for _ in range(slots):

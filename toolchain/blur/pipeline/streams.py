@@ -213,9 +213,10 @@ class StreamMux:
 
     def __init__(self, decoders: list, batch: int, timeout_s: float = 0.04, max_frames: int | None = None,
                  depth: int | None = None, stop: threading.Event | None = None, threads: int | None = None,
-                 pool: FramePool | None = None):
+                 pool: FramePool | None = None, lean_pool: bool = False):
         self.decoders, self.batch, self.timeout_s, self.max_frames = decoders, batch, timeout_s, max_frames
         self.threads = threads  # decoding threads (default DECODE_THREADS; env FBTOOL_DECODE_THREADS)
+        self.lean_pool = lean_pool  # pool_size(): two batches in flight instead of three (memory.MemoryPlan)
         self.q: queue.Queue = queue.Queue(maxsize=depth or batch)
         self.stop = stop or threading.Event()
         self.pool = pool
@@ -227,9 +228,11 @@ class StreamMux:
     def pool_size(self) -> int:
         """Frames a FramePool needs so that the decoders never wait for each other: the queue, the batch
         being filled, one per decoding thread, and one batch whose upload has not completed yet. fbtool's
-        decoder (fbnvdec) writes a whole end-of-stream flush (a few frames) within one call: 3 per thread."""
+        decoder (fbnvdec) writes a whole end-of-stream flush (a few frames) within one call: 3 per thread.
+        lean_pool: no batch kept for uploads in flight (an upload gives its slots back once it has run, so
+        the decoders wait for it instead): two batches."""
         per_thread = 3 if self.decoders and getattr(self.decoders[0], "kind", "") == "fbtool" else 1
-        return 3 * self.batch + per_thread * self._thread_count()
+        return (2 if self.lean_pool else 3) * self.batch + per_thread * self._thread_count()
 
     def _thread_count(self) -> int:
         import os
@@ -382,19 +385,21 @@ class EncoderPool:
 
 
 def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s: float = 0.04,
-                on_frame=None, frame_pool: bool = True) -> dict:
+                on_frame=None, frame_pool: bool = True, plan=None) -> dict:
     """Every decoder's frames through the runner (graphs.GraphRunner, fmt nv12), batched across streams.
 
     on_frame(stream, index, detections, frame_or_None) is called in order per stream; frame is the
     blurred BGR frame on the host when the runner downloads. frame_pool=False: each decoded frame is a
-    tensor of its own (the first version; kept to measure against). Returns throughput and latency figures.
+    tensor of its own (the first version; kept to measure against). plan (memory.MemoryPlan): its pool
+    policy and decoding threads. Returns throughput and latency figures.
     """
     import os
     import sys
 
     import torch
 
-    mux = StreamMux(decoders, runner.batch, timeout_s, max_frames)
+    mux = StreamMux(decoders, runner.batch, timeout_s, max_frames, threads=plan.decode_threads if plan else None,
+                    lean_pool=bool(plan) and plan.pool == "lean")
     pool = None
     if not frame_pool and decoders and getattr(decoders[0], "kind", "") == "fbtool":
         from ...errors import FbtoolError
@@ -458,4 +463,5 @@ def run_streams(runner, decoders: list, max_frames: int | None = None, timeout_s
             "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p99": float(np.percentile(lat, 99)),
             "batches": mux.stats.batches, "batch_fill": n / max(mux.stats.batches, 1) / runner.batch,
             "partial_batches": mux.stats.timeouts, "frames_per_stream": dict(mux.stats.per_stream),
-            "inexact_frames": runner.inexact, "feeder_thread_cpu_s": feeder_cpu}
+            "inexact_frames": runner.inexact, "feeder_thread_cpu_s": feeder_cpu,
+            "decode_threads": mux._thread_count(), "pool_frames": None if pool is None else int(pool.buf.shape[0])}
