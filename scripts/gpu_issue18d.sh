@@ -4,7 +4,8 @@
 # default plan at the same batch), then `fbtool bench --streams 32 --memory-lean` and `fbtool blur` of 32
 # inputs with and without --memory-lean (nvidia-smi sampled every 50 ms; the faces sidecars compared).
 # Carried folder .gpu18d: tree/ (git archive of the branch), shared/, data/faces1080.mp4, inc/, whl/.
-# Usage (from the repository root on the GPU machine): bash .gpu18d/tree/scripts/gpu_issue18d.sh $OUT [quick]
+# Usage (from the repository root on the GPU machine): bash .gpu18d/tree/scripts/gpu_issue18d.sh $OUT full|confirm
+# (call 1: full; call 2: confirm)
 set -uo pipefail
 OUT=${1:?}; MODE=${2:-full}; cd "$(dirname "$0")/../.."   # .gpu18d
 G=$PWD; R=/tmp/r18d; mkdir -p $R
@@ -33,11 +34,17 @@ if [ "$MODE" = full ]; then
   M b8_default_t8 --plan default --batch 8 --set decode_threads=8 --save-dets $R/dets_b8.json --compare-dets $R/dets_b32.json
   M b8_lean --plan lean --compare-dets $R/dets_b8.json
   M b8_lean_slots1 --plan lean --set graph_slots=1 --compare-dets $R/dets_b8.json
-  M b8_lean_chunk1 --plan lean --set letterbox_chunk=1 --compare-dets $R/dets_b8.json
+  M b8_lean_chunk1 --plan lean --set frame_chunk=1 --compare-dets $R/dets_b8.json
   M b8_lean_nocudnn --plan lean --set cudnn=False --compare-dets $R/dets_b8.json
   M b8_lean_noexp --plan lean --set expandable_segments=False --compare-dets $R/dets_b8.json
   M b8_lean_t16 --plan lean --set decode_threads=16 --compare-dets $R/dets_b8.json
   M b4_lean --plan lean --batch 4 --compare-dets $R/dets_b8.json
+fi
+if [ "$MODE" = confirm ]; then  # call 2: the blur's pooling in chunks too; 16 decoding threads in the preset
+  M c2_b8_default_t8 --plan default --batch 8 --set decode_threads=8 --save-dets $R/dets_b8.json
+  M c2_b8_lean_t8 --plan lean --set decode_threads=8 --compare-dets $R/dets_b8.json
+  M c2_b8_lean --plan lean --compare-dets $R/dets_b8.json
+  M c2_b8_lean_slots1 --plan lean --set graph_slots=1 --compare-dets $R/dets_b8.json
 fi
 echo "== fbtool bench --streams 32 --memory-lean"
 timeout 90 "${FB[@]}" bench --device cuda --streams 32 --source $CLIP --precision fp16 --frames-per-stream 300 \

@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     del probe
     t0 = time.perf_counter()
     runner = GraphRunner(eng.model, recipe, batch, h, w, eng.dtype, fmt="nv12", download=False, blur=True,
-                         slots=plan.graph_slots, chunk=plan.letterbox_chunk, keep_frames=plan.keep_frames)
+                         slots=plan.graph_slots, chunk=plan.frame_chunk, keep_frames=plan.keep_frames)
     step("graphs captured", capture_s=time.perf_counter() - t0, graph_pool_note="static inputs/outputs + private pool")
     run_streams(runner, [open_decoder(a.clip, nvdec)], max_frames=2 * batch, plan=plan)
     torch.cuda.empty_cache()

@@ -14,7 +14,7 @@ GIFS = ["head-pose-face-detection-female-and-male.gif", "head-pose-face-detectio
 
 def test_lean_plan_detects_exactly_what_the_default_does(recipe):
     """Two inputs through the NVDEC path's pipeline (PyAV on the CPU): the lean plan (letterbox 2 frames
-    at a time, the BGR frames a graph intermediate, the lean pool, 8 decoding threads) and 1 graph slot
+    at a time, the BGR frames a graph intermediate, the lean pool, 16 decoding threads) and 1 graph slot
     give the default's faces, frame for frame, to the last digit."""
     from toolchain.blur.engines import make_engine
     from toolchain.blur.multistream import blur_streams
@@ -23,7 +23,7 @@ def test_lean_plan_detects_exactly_what_the_default_does(recipe):
     eng = make_engine(recipe, "torch", "cpu", batch=4, tensor_path=True)
     base = blur_streams(recipe, GIFS, None, eng, encode=False, max_frames=6, nvdec=False)
     assert base["faces"] >= 6 and base["inexact_frames"] == 0
-    for plan in (LEAN.with_(letterbox_chunk=1), LEAN.with_(graph_slots=1, letterbox_chunk=3)):
+    for plan in (LEAN.with_(frame_chunk=1), LEAN.with_(graph_slots=1, frame_chunk=3)):
         got = blur_streams(recipe, GIFS, None, eng, encode=False, max_frames=6, nvdec=False, plan=plan)
         assert got["rows"] == base["rows"], plan
         assert got["memory_plan"] == "lean" and got["decode_threads"] == 2  # 8 threads, capped at the inputs
@@ -57,7 +57,7 @@ def test_plan_checks_and_process_settings(monkeypatch):
     from toolchain.blur.pipeline.memory import LEAN, apply_process_settings, check
     from toolchain.errors import FbtoolError
 
-    for bad in (LEAN.with_(graph_slots=0), LEAN.with_(letterbox_chunk=0), LEAN.with_(pool="tiny"),
+    for bad in (LEAN.with_(graph_slots=0), LEAN.with_(frame_chunk=0), LEAN.with_(pool="tiny"),
                 LEAN.with_(decode_threads=0)):
         with pytest.raises(FbtoolError):
             check(bad)
@@ -107,3 +107,16 @@ def test_cli_refuses_memory_lean_off_the_nvdec_path_in_one_line(tmp_path, monkey
     res = CliRunner().invoke(cli, args)
     assert res.exit_code != 0 and needle in res.output and "Traceback" not in res.output
     assert not list(tmp_path.iterdir())
+
+
+def test_blur_pooling_in_chunks_is_exact():
+    """The blur's block means, a few frames at a time (frame_chunk), equal the whole batch's to the bit."""
+    import torch
+
+    from toolchain.blur.ops.dense import _pool_base
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (5, 16, 24, 3), dtype=torch.uint8, generator=g)
+    whole = _pool_base(frames, 4, torch.float32)
+    for chunk in (1, 2, 3):
+        assert torch.equal(_pool_base(frames, 4, torch.float32, chunk), whole)

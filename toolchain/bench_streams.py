@@ -109,7 +109,7 @@ def bench_streams(recipe, source: str, streams=(1, 4, 16, 32, 64), frames_per_st
     log(f"bench streams: {src} {w}x{h}, decoder {f'NVDEC ({nvdec})' if nvdec else 'PyAV (CPU)'}; naive {a['fps']:.1f} frames/s")
     eng = make_engine(recipe, "torch", device, batch=batch, precision=precision, tensor_path=not cuda)
     t0 = time.perf_counter()
-    kw = {} if plan is None else {"chunk": plan.letterbox_chunk, "keep_frames": plan.keep_frames}
+    kw = {} if plan is None else {"chunk": plan.frame_chunk, "keep_frames": plan.keep_frames}
     runner = GraphRunner(eng.model, recipe, batch, h, w, eng.dtype, fmt="nv12", download=False, blur=blur, slots=slots,
                          **kw)
     result["settings"]["capture_s"] = time.perf_counter() - t0

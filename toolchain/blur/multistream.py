@@ -53,7 +53,7 @@ def blur_streams(recipe, sources: list, outputs: list | None, engine, json_paths
         raise FbtoolError(f"inputs of different frame sizes {sorted(sizes)}",
                           "blur inputs of one size together (one CUDA graph per size)")
     w, h = sizes.pop()
-    kw = {} if plan is None else {"slots": plan.graph_slots, "chunk": plan.letterbox_chunk,
+    kw = {} if plan is None else {"slots": plan.graph_slots, "chunk": plan.frame_chunk,
                                   "keep_frames": plan.keep_frames}
     runner = GraphRunner(engine.model, recipe, engine.batch, h, w, engine.dtype, "nv12", download=encode, **kw)
     results: list[list] = [[] for _ in srcs]

@@ -41,7 +41,7 @@ from ._common import load, recipe_option, success
               help="--streams: decoders write into one preallocated frame pool (no: a tensor per frame, to compare).")
 @click.option("--memory-lean", is_flag=True,
               help="--streams: the smallest GPU memory measured with identical detections (batch 8 unless --batch, "
-              "8 decoding threads, a smaller frame pool and graph buffers, expandable segments; docs/bench.md).")
+              "16 decoding threads, a smaller frame pool and graph buffers, expandable segments; docs/bench.md).")
 @click.option("--frames-npy", type=click.Path(exists=True), default=None,
               help="Source frames from a .npy/.npz [N,H,W,3] instead of decoding the shared clips.")
 @click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,

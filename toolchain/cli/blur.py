@@ -46,7 +46,7 @@ from ._common import load, recipe_option, success
               help="NVDEC path only: --no-encode keeps frames on the GPU and writes the faces (sidecar, --json) only.")
 @click.option("--memory-lean", is_flag=True,
               help="NVDEC path only: the smallest GPU memory measured with identical detections (batch 8 unless "
-              "--batch, 8 decoding threads, a smaller frame pool and graph buffers, expandable segments; docs/bench.md).")
+              "--batch, 16 decoding threads, a smaller frame pool and graph buffers, expandable segments; docs/bench.md).")
 def command(sources, output, recipe, backend, device, onnx, run_dir, engine_path, json_path, mode, mask_scale, contour,
             batch, precision, start, max_frames, verify, stats, cuda_blur, decoder, encode, memory_lean):
     """Blur every face of one or more videos (MP4/GIF, or a folder of them): tracked, recall-first."""

@@ -75,15 +75,22 @@ def union_mask(params, keep, hb: int, wb: int, f0: int, feather: float, grid: in
     return out.view(bsz, hb, wb)
 
 
-def _pool_base(frames, f0: int, dtype):
-    """uint8 [B, H, W, 3] -> [B, 3, ceil(H/f0), ceil(W/f0)] block means (channels_last)."""
+def _pool_base(frames, f0: int, dtype, chunk: int | None = None):
+    """uint8 [B, H, W, 3] -> [B, 3, ceil(H/f0), ceil(W/f0)] block means (channels_last).
+
+    chunk: frames reduced at once (None: the whole batch). The reduction casts its input to int16 first, a
+    full-size copy (2 bytes a pixel channel: 12 MB a 1080p frame); exact integer sums, so any chunk gives
+    the same result."""
     import torch
     import torch.nn.functional as F
 
     bsz, h, w, _ = frames.shape
-    if h % f0 == 0 and w % f0 == 0:  # one reduction over the batch, exact integers, no float copy of it
+    if h % f0 == 0 and w % f0 == 0:  # one reduction per chunk, exact integers, no float copy of it
         # int16 holds f0 * f0 * 255 (f0 <= 4: 4080): half the temporary of int32
-        x = frames if f0 == 1 else frames.reshape(bsz, h // f0, f0, w // f0, f0, 3).sum((2, 4), dtype=torch.int16)
+        step = chunk or bsz
+        x = frames if f0 == 1 else torch.cat([
+            frames[s:s + step].reshape(-1, h // f0, f0, w // f0, f0, 3).sum((2, 4), dtype=torch.int16)
+            for s in range(0, bsz, step)])
         return (x.to(dtype) / float(f0 * f0)).permute(0, 3, 1, 2)
     parts = [F.avg_pool2d(frames[s:s + 4].permute(0, 3, 1, 2).to(dtype), f0, ceil_mode=True)
              for s in range(0, bsz, 4)]

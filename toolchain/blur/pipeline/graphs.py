@@ -127,8 +127,10 @@ def detect_fixed(frames, model, recipe, anchors, dtype, cand: int = 256, max_fac
     return to_frame_torch(dets, lb), exact & converged & fits
 
 
-def blur_fixed(frames, dets: TorchDetections, feather: float, max_tilt_deg: float, force_torch: bool = False) -> None:
-    """ops.dense's pyramid blur + kernels.composite, in place, fixed shapes (graph-capturable)."""
+def blur_fixed(frames, dets: TorchDetections, feather: float, max_tilt_deg: float, force_torch: bool = False,
+               chunk: int | None = None) -> None:
+    """ops.dense's pyramid blur + kernels.composite, in place, fixed shapes (graph-capturable). chunk: frames
+    pooled at once (dense._pool_base's full-size int16 temporary; same result for any chunk)."""
     import torch
 
     from ..ops.dense import _pool_base, blurred_levels, grid_factor, level_index
@@ -139,7 +141,7 @@ def blur_fixed(frames, dets: TorchDetections, feather: float, max_tilt_deg: floa
     f0 = grid_factor(h, w)
     dtype = torch.float16 if frames.is_cuda else torch.float32
     faces = face_table(ellipse_params_torch(dets.boxes, dets.landmarks, max_tilt_deg), dets.keep, feather)
-    blurred = blurred_levels(_pool_base(frames, f0, dtype), f0, level_index(frame_factors(dets), f0))
+    blurred = blurred_levels(_pool_base(frames, f0, dtype, chunk), f0, level_index(frame_factors(dets), f0))
     composite(frames, blurred.permute(0, 2, 3, 1).contiguous(), faces, f0, feather, force_torch=force_torch)
 
 
@@ -160,7 +162,8 @@ class GraphedStage:
 
     keep_frames=False (NV12 input only; nothing may read `frames` after a replay): the BGR frames are an
     intermediate of the graph, in its private memory pool, which GraphRunner's slots share, instead of a
-    static buffer per slot (blur/pipeline/memory.py). chunk: letterbox_torch's frames at once."""
+    static buffer per slot (blur/pipeline/memory.py). chunk: frames at once through the full-size temporaries
+    (the letterbox's float16 copy, the blur's int16 copy before pooling)."""
 
     def __init__(self, model, recipe, batch: int, height: int, width: int, dtype=None, fmt: str = "bgr",
                  cand: int = 256, max_faces: int = 64, nms_steps: int = 12, blur: bool = True,
@@ -206,7 +209,7 @@ class GraphedStage:
             dets, exact = detect_fixed(frames, self.model, self.recipe, self.anchors, self.dtype, self.cand,
                                        self.max_faces, self.nms_steps, self.chunk)
             if self.blur:
-                blur_fixed(frames, dets, m.feather, m.max_tilt_deg)
+                blur_fixed(frames, dets, m.feather, m.max_tilt_deg, chunk=self.chunk)
         return Outputs(dets.boxes, dets.scores, dets.landmarks, dets.keep, exact)
 
     def _capture(self, pool, stream) -> None:

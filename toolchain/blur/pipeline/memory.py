@@ -8,8 +8,10 @@ are ~1548 MiB before a frame of ours (docs/bench.md). What is ours, and what eac
 - graph_slots: captured stages driven round-robin (graphs.GraphRunner); each holds a static NV12 input
   (and a static BGR frame buffer when frames are downloaded). 2 overlap a batch's upload with the
   previous batch's replay.
-- letterbox_chunk: frames letterboxed at once inside the graph (reference.torch_port.letterbox_torch);
-  each one is a float16 copy of a full frame (12 MB at 1080p) in the graphs' private memory.
+- frame_chunk: frames at once through the stage's full-size temporaries, in the graphs' private memory:
+  the letterbox's float16 copy (reference.torch_port.letterbox_torch) and the blur's int16 copy before
+  pooling (ops.dense._pool_base), 12 MB a 1080p frame each. Per-frame ops and exact integer sums: the
+  same result for any chunk.
 - keep_frames: a static BGR frame buffer per slot even when nothing downloads the blurred frames (False:
   the frames are an intermediate of the graph, shared by every slot's graph through their common pool).
 - pool: the muxer's frame pool (streams.StreamMux.pool_size): "default" keeps three batches in flight,
@@ -29,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 @dataclass(frozen=True)
 class MemoryPlan:
     graph_slots: int = 2
-    letterbox_chunk: int = 8
+    frame_chunk: int = 8
     keep_frames: bool = True
     pool: str = "default"
     decode_threads: int | None = None  # None: streams.py's default for the decoder kind
@@ -48,15 +50,15 @@ class MemoryPlan:
 DEFAULT = MemoryPlan()
 # --memory-lean: every knob at its smallest that kept the detections identical and the frame rate useful
 # (H200, 32 streams of 1080p: docs/bench.md "memory-lean").
-LEAN = MemoryPlan(graph_slots=2, letterbox_chunk=2, keep_frames=False, pool="lean", decode_threads=8,
+LEAN = MemoryPlan(graph_slots=2, frame_chunk=2, keep_frames=False, pool="lean", decode_threads=16,
                   expandable_segments=True, batch=8, name="lean")
 
 
 def check(plan: MemoryPlan) -> MemoryPlan:
     from ...errors import FbtoolError
 
-    if plan.graph_slots < 1 or plan.letterbox_chunk < 1:
-        raise FbtoolError(f"memory plan {plan.name}: graph_slots and letterbox_chunk must be at least 1", "a bug")
+    if plan.graph_slots < 1 or plan.frame_chunk < 1:
+        raise FbtoolError(f"memory plan {plan.name}: graph_slots and frame_chunk must be at least 1", "a bug")
     if plan.pool not in ("default", "lean"):
         raise FbtoolError(f"memory plan {plan.name}: unknown pool policy {plan.pool!r}", "default or lean")
     if plan.decode_threads is not None and plan.decode_threads < 1:
