@@ -146,6 +146,8 @@ def main(argv=None) -> int:
     if stats:
         run["last_decoder"] = {k: stats[k] for k in ("decode_surfaces", "output_surfaces", "slot_waits", "slot_wait_s")}
     rep["run"] = run
+    # the process's memory every ~20 ms through the run (NVML): when the peak happens, how long it lasts
+    rep["process_mib_samples"] = [round(x[3], 1) for x in m.samples]
     if a.save_dets:
         Path(a.save_dets).write_text(json.dumps(dets))
     if a.compare_dets and Path(a.compare_dets).is_file():
