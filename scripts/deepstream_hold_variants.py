@@ -11,14 +11,14 @@ Usage: python scripts/deepstream_hold_variants.py RUN_FOLDER|INFER_CONFIG CACHE_
   (RUN_FOLDER: `fbtool run`'s on the default recipe, its blur app nvinfer config; or another config file,
   e.g. one with another pre-cluster-threshold; CACHE_DIR belongs to one config)
   SPEC = HOLD,LEAD,MASK,GROW
-    HOLD  frames a shadow-tracked face is held (the shipped rule: blur.hold, 12)
+    HOLD  frames a shadow-tracked face is held (blur.hold, 12)
     LEAD  0, or N: a delay of N frames (a queue in the custom library): a new track is blurred at its
           first box in the N frames before its first detection, and a gap of <= N frames between two
           detections of one track is filled on the line between them (fbtool blur's lead / gap)
-    MASK  binary (shipped) | soft (the parser's own mask, not binarised) | box (the whole box) |
+    MASK  binary (before the live rule) | soft (the parser's own mask, not binarised) | box (the whole box) |
           feather (fbtool blur's feathered ellipse, reference/masks.py's rule, feather 0.15) |
           boxramp (1 over the box grown 1.4, a linear ramp to 0 at the box grown GROW)
-    GROW  the kernel's margin (shipped: 1.4)
+    GROW  the kernel's margin (1.6 shipped; 1.4 before the live rule)
 """
 
 from __future__ import annotations
