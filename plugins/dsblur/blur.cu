@@ -120,14 +120,14 @@ __global__ void blend(unsigned char* plane, int pitch, int w, int h, const Obj* 
   if (x >= o.x1 || y >= o.y1) return;
   // Ownership and the union mask: every object whose box holds the pixel and whose mask reaches it.
   double m = 0;
-  int owner = -1, best_k = -1;
+  int owner = -1;
   for (int j = 0; j < n; ++j) {
     const Obj& q = objs[j];
     if (x < q.x0 || x >= q.x1 || y < q.y0 || y >= q.y1) continue;
     double mj = mask_at(q, masks, x, y);
     if (!(mj > 0)) continue;
     m = fmax(m, mj);
-    if (q.k > best_k) best_k = q.k, owner = j;  // one k per plane: the first object whose mask reaches it
+    if (owner < 0) owner = j;  // one k per plane: the first object whose mask reaches it writes it
   }
   if (owner != oi) return;
   double wx[3], wy[3];

@@ -5,6 +5,7 @@ import time
 import click
 
 from ..blur.ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
+from ..blur.pipeline.streams import DECODER_CHOICES
 from ._common import load, recipe_option, success
 
 
@@ -34,7 +35,7 @@ from ._common import load, recipe_option, success
 @click.option("--frames-per-stream", type=int, default=200, show_default=True, help="--streams: frames per stream.")
 @click.option("--batch-timeout-ms", type=float, default=40.0, show_default=True,
               help="--streams: send a partial batch this long after its first frame (nvstreammux's timeout).")
-@click.option("--decoder", type=click.Choice(["auto", "nvdec", "fbtool", "pynvvideocodec", "cpu"]), default="auto",
+@click.option("--decoder", type=click.Choice(DECODER_CHOICES), default="auto",
               show_default=True, help="--streams: NVDEC (nvdec: fbtool's own decoder session where it builds, else "
               "PyNvVideoCodec's; or name one) or PyAV on the CPU; auto = NVDEC where available.")
 @click.option("--frame-pool/--no-frame-pool", default=True, show_default=True,

@@ -5,6 +5,7 @@ import time
 import click
 
 from ..blur.ops import CUDA_BLUR_MODES, DEFAULT_CUDA_BLUR
+from ..blur.pipeline.streams import DECODER_CHOICES
 from ._common import load, recipe_option, success
 
 
@@ -39,7 +40,7 @@ from ._common import load, recipe_option, success
 @click.option("--stats", is_flag=True, help="Print each stage's busy time.")
 @click.option("--cuda-blur", type=click.Choice(CUDA_BLUR_MODES), default=DEFAULT_CUDA_BLUR, show_default=True,
               help="torch on CUDA: dense (constant kernels per batch) or crops (per-face, exact to the CPU blur).")
-@click.option("--decoder", type=click.Choice(["auto", "nvdec", "fbtool", "pynvvideocodec", "cpu"]), default="auto",
+@click.option("--decoder", type=click.Choice(DECODER_CHOICES), default="auto",
               show_default=True, help="--device cuda --backend torch: NVDEC + CUDA graphs (auto: where PyNvVideoCodec "
               "is installed; nvdec: fbtool's own decoder session where it builds, else PyNvVideoCodec's; or name one).")
 @click.option("--encode/--no-encode", default=True, show_default=True,

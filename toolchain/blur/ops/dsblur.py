@@ -173,7 +173,6 @@ def blur_plane(plane, objects, scale: float = 1.0, min_k: int = MIN_K, channels:
     k = max((block_size(g[2], g[3], min_k) for g in grown if g is not None), default=min_k)
     boxes = []
     owner = torch.full((h, w), -1, dtype=torch.long)
-    best_k = torch.full((h, w), -1, dtype=torch.long)
     m_max = torch.zeros((h, w), dtype=torch.float64)
     for i, (o, g) in enumerate(zip(objs, grown)):
         if g is None:
@@ -184,9 +183,8 @@ def blur_plane(plane, objects, scale: float = 1.0, min_k: int = MIN_K, channels:
         m = object_mask(torch, so, x, y)
         sl = (slice(y[0], y[1]), slice(x[0], x[1]))
         hit = m > 0
-        take = hit & (best_k[sl] < k)
+        take = hit & (owner[sl] < 0)  # one k per plane: the first object whose mask reaches a pixel
         owner[sl] = torch.where(take, torch.tensor(i), owner[sl])
-        best_k[sl] = torch.where(take, torch.tensor(k), best_k[sl])
         m_max[sl] = torch.where(hit, torch.maximum(m_max[sl], m), m_max[sl])
         boxes.append((x, y, k))
     for i, box in enumerate(boxes):

@@ -142,6 +142,7 @@ class HostNv12Decoder:
 # blur/fbnvdec.py: few decode surfaces, no GIL per frame) or "pynvvideocodec" (blur/nvdec.py).
 NVDEC_DEFAULT = "fbtool"
 NVDEC_KINDS = ("fbtool", "pynvvideocodec")
+DECODER_CHOICES = ("auto", "nvdec", *NVDEC_KINDS, "cpu")  # --decoder of `fbtool blur` and `fbtool bench`
 
 
 def nvdec_kind(nvdec) -> str | None:
